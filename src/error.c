@@ -1,0 +1,54 @@
+/* Error reporting: one clean line for the user's mistakes, PETSc's traceback for ours. */
+#include "varpro_impl.h"
+
+#include <stdio.h>
+
+/* Errors the user can fix (bad input, a diverging run) are reported as one line on rank 0 of
+   the raising communicator; every other error goes to PETSc's traceback handler. */
+static PetscErrorCode VarproErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n,
+                                         PetscErrorType p, const char *mess, void *ctx)
+{
+  PetscMPIInt rank = 0;
+
+  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP) return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
+  if (p != PETSC_ERROR_INITIAL) return n;
+  if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &rank);
+  if (rank == 0) {
+    fprintf(stderr, "varpro-rbf: error: %s\n", mess ? mess : "(no message)");
+    fflush(stderr);
+  }
+  return n;
+}
+
+PetscErrorCode VarproPushErrorHandler(void)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscPushErrorHandler(VarproErrorHandler, NULL));
+  PetscFunctionReturn(0);
+}
+
+int VarproExitStatus(PetscErrorCode ierr)
+{
+  if (ierr == 0) return 0;
+  if (ierr == PETSC_ERR_USER_INPUT) return VARPRO_EXIT_INPUT;
+  if (ierr == PETSC_ERR_FP) return VARPRO_EXIT_DIVERGED;
+  return 1;
+}
+
+PetscErrorCode VarproInputErrorSync(MPI_Comm comm, const char msg[])
+{
+  PetscMPIInt rank, size, first;
+  char        buf[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+
+  /* The lowest rank holding a message speaks for all */
+  first = (msg && msg[0]) ? rank : size;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm));
+  if (first == size) PetscFunctionReturn(0);
+  if (rank == first) PetscCall(PetscStrncpy(buf, msg, sizeof(buf)));
+  PetscCallMPI(MPI_Bcast(buf, sizeof(buf), MPI_CHAR, first, comm));
+  SETERRQ(comm, PETSC_ERR_USER_INPUT, "%s", buf);
+}

@@ -1,0 +1,1003 @@
+/* HDF5 input and output: data files, the output directory and result files.
+
+   Only rank 0 of a communicator touches files, with the sequential HDF5 interface. What rank 0
+   finds is shared with every rank before anyone returns: a user's mistake (a missing file or
+   dataset, a wrong shape) through VarproInputErrorSync, a library failure through
+   H5RootSync_Private, so that all ranks fail together and none waits in a later collective.
+
+   Result file layout (README, "Result files"): root attributes for every parameter; chunked
+   datasets extendible along their first axis for the histories, appended from memory buffers
+   that are written out when full and at least every flush_seconds. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "varpro_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <petsctime.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Limitation: arrays go to HDF5 as native doubles, so PetscReal must be double. */
+#if !defined(PETSC_USE_REAL_DOUBLE)
+#  error "h5io.c requires PETSc configured with double precision reals"
+#endif
+
+/* Raises PETSC_ERR_LIB with the text of an HDF5 call that returned a negative value. */
+#define PetscCallH5(call) \
+  do { \
+    if ((call) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: %s", #call); \
+  } while (0)
+
+#define VARPRO_CONFIG_TEXT_MAX 8192
+#define VARPRO_REASON_MAX      256
+
+/* Buffer and chunk sizes of the histories: rows of 1-D histories per chunk and per buffer,
+   bytes of one snapshot chunk and of the snapshot buffer. */
+#define HISTORY_CHUNK_ROWS      4096
+#define HISTORY_BUFFER_ROWS     1024
+#define SNAPSHOT_CHUNK_BYTES    (1 << 20)
+#define SNAPSHOT_CHUNK_ROWS_MAX 16
+#define SNAPSHOT_BUFFER_BYTES   (8 << 20)
+
+/* One dataset of a history: each row is rowlen 8-byte elements (float64 or int64). */
+typedef struct {
+  const char *name;
+  PetscBool   integer; /* int64 steps rather than float64 values */
+  int         ndims;   /* 1, 2 or 3 */
+  hsize_t     tail[2]; /* dimensions after the first */
+  size_t      rowlen;  /* elements per row */
+  hid_t       dset;
+  char       *buf; /* capacity rows, rank 0 only */
+} ResultColumn;
+
+/* Datasets that grow together by one row per append. */
+typedef struct {
+  PetscInt     ncolumns;
+  ResultColumn column[3];
+  PetscInt     nbuf, capacity; /* rows buffered, rows the buffers hold */
+  hsize_t      chunk;          /* rows per HDF5 chunk */
+  hsize_t      nfile;          /* rows already written */
+  PetscInt     nappended;      /* rows appended so far */
+  PetscInt     last_step;      /* step of the last append */
+} ResultHistory;
+
+struct _p_VarproResult {
+  MPI_Comm       comm;
+  PetscMPIInt    rank;
+  PetscInt       M, T;
+  char           path[VARPRO_PATH_MAX];             /* final name */
+  char           partial_path[VARPRO_PATH_MAX + 8]; /* name while being written */
+  hid_t          file;                              /* rank 0, until closed */
+  PetscBool      finished;
+  ResultHistory  losses;    /* loss, step_time */
+  ResultHistory  snapshots; /* snapshot_steps, snapshot_features, snapshot_outer_weights */
+  ResultHistory  mmds;      /* mmd_steps, mmd */
+  PetscReal      flush_seconds;
+  PetscLogDouble last_flush;
+};
+
+/* ---- shared helpers ------------------------------------------------------------------------ */
+
+/* Shares the outcome of rank 0's file work. When it failed (the error was reported there),
+   every rank raises, so no rank is left waiting in a later collective call. */
+static PetscErrorCode H5RootSync_Private(MPI_Comm comm, PetscErrorCode ierr, const char path[])
+{
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Bcast(&ierr, 1, MPI_INT, 0, comm));
+  PetscCheck(!ierr, comm, ierr, "HDF5 input/output on %s failed on rank 0 (reported there)", path);
+  PetscFunctionReturn(0);
+}
+
+/* HDF5's automatic error printing, saved while a call whose failure is expected runs. */
+typedef struct {
+  H5E_auto2_t func;
+  void       *data;
+} H5ErrorPrinting;
+
+static PetscErrorCode H5ErrorPrintingOff_Private(H5ErrorPrinting *saved)
+{
+  PetscFunctionBeginUser;
+  PetscCallH5(H5Eget_auto2(H5E_DEFAULT, &saved->func, &saved->data));
+  PetscCallH5(H5Eset_auto2(H5E_DEFAULT, NULL, NULL));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode H5ErrorPrintingRestore_Private(const H5ErrorPrinting *saved)
+{
+  PetscFunctionBeginUser;
+  PetscCallH5(H5Eclear2(H5E_DEFAULT));
+  PetscCallH5(H5Eset_auto2(H5E_DEFAULT, saved->func, saved->data));
+  PetscFunctionReturn(0);
+}
+
+/* Opens path read-only. A missing, unreadable or non-HDF5 file is not raised: *file is then
+   negative and reason says why. */
+static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, char reason[],
+                                             size_t len)
+{
+  struct stat     st;
+  H5ErrorPrinting saved;
+
+  PetscFunctionBeginUser;
+  *file = H5I_INVALID_HID;
+
+  /* The common mistakes first, with the system's words for them */
+  if (stat(path, &st)) {
+    PetscCall(PetscStrncpy(reason, strerror(errno), len));
+    PetscFunctionReturn(0);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    PetscCall(PetscStrncpy(reason, "is a directory", len));
+    PetscFunctionReturn(0);
+  }
+
+  /* Anything HDF5 cannot open is not an HDF5 file to us */
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  if (*file < 0) PetscCall(PetscStrncpy(reason, "not an HDF5 file", len));
+  PetscFunctionReturn(0);
+}
+
+/* Creates or replaces the scalar attribute name of loc. */
+static PetscErrorCode H5AttrWrite_Private(hid_t loc, const char name[], hid_t filetype,
+                                          hid_t memtype, const void *value)
+{
+  htri_t exists;
+  hid_t  space, attr;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(exists = H5Aexists(loc, name));
+  if (exists) PetscCallH5(H5Adelete(loc, name));
+  PetscCallH5(space = H5Screate(H5S_SCALAR));
+  PetscCallH5(attr = H5Acreate2(loc, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(H5Awrite(attr, memtype, value));
+  PetscCallH5(H5Aclose(attr));
+  PetscCallH5(H5Sclose(space));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode H5AttrWriteInt_Private(hid_t loc, const char name[], PetscInt64 value)
+{
+  PetscFunctionBeginUser;
+  PetscCall(H5AttrWrite_Private(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode H5AttrWriteReal_Private(hid_t loc, const char name[], PetscReal value)
+{
+  PetscFunctionBeginUser;
+  PetscCall(H5AttrWrite_Private(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value));
+  PetscFunctionReturn(0);
+}
+
+/* Strings are stored variable-length, UTF-8. */
+static PetscErrorCode H5AttrWriteString_Private(hid_t loc, const char name[], const char value[])
+{
+  hid_t strtype;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(strtype = H5Tcopy(H5T_C_S1));
+  PetscCallH5(H5Tset_size(strtype, H5T_VARIABLE));
+  PetscCallH5(H5Tset_cset(strtype, H5T_CSET_UTF8));
+  PetscCall(H5AttrWrite_Private(loc, name, strtype, strtype, &value));
+  PetscCallH5(H5Tclose(strtype));
+  PetscFunctionReturn(0);
+}
+
+/* Reads the string attribute name of loc (variable or fixed length) into a new PetscMalloc'd
+   string; *value is NULL when there is no such attribute or it is not a string. */
+static PetscErrorCode H5AttrReadString_Private(hid_t loc, const char name[], char **value)
+{
+  htri_t exists, isvar;
+  hid_t  attr, filetype, memtype;
+  size_t size;
+  char  *vstr = NULL;
+
+  PetscFunctionBeginUser;
+  *value = NULL;
+  PetscCallH5(exists = H5Aexists(loc, name));
+  if (!exists) PetscFunctionReturn(0);
+  PetscCallH5(attr = H5Aopen(loc, name, H5P_DEFAULT));
+  PetscCallH5(filetype = H5Aget_type(attr));
+  if (H5Tget_class(filetype) == H5T_STRING) {
+    /* Read with the file's own character set: HDF5 does not convert between them */
+    PetscCallH5(isvar = H5Tis_variable_str(filetype));
+    PetscCallH5(memtype = H5Tcopy(filetype));
+    if (isvar) {
+      PetscCallH5(H5Aread(attr, memtype, &vstr));
+      PetscCall(PetscStrallocpy(vstr ? vstr : "", value));
+      PetscCallH5(H5free_memory(vstr));
+    } else {
+      size = H5Tget_size(filetype);
+      PetscCheck(size > 0, PETSC_COMM_SELF, PETSC_ERR_LIB,
+                 "HDF5 call failed: H5Tget_size(filetype)");
+      PetscCall(PetscCalloc1(size + 1, value));
+      PetscCallH5(H5Aread(attr, memtype, *value));
+    }
+    PetscCallH5(H5Tclose(memtype));
+  }
+  PetscCallH5(H5Tclose(filetype));
+  PetscCallH5(H5Aclose(attr));
+  PetscFunctionReturn(0);
+}
+
+/* ---- data files -------------------------------------------------------------------------- */
+
+/* The datasets of a data file, in the order they are checked: a row count is defined by the
+   first dataset that names it and must then match. */
+typedef struct {
+  const char *name;
+  int         ndims;     /* 2 means rows x 2 */
+  const char *rows_name; /* N, T or M */
+  int         rows_from; /* index of the dataset defining the row count, or -1 for this one */
+} DataSpec;
+
+static const DataSpec data_specs[4] = {
+    {"inputs", 2, "N", -1},
+    {"targets", 1, "N", 0},
+    {"teacher_features", 2, "T", -1},
+    {"student_features_init", 2, "M", -1},
+};
+
+/* Writes dims as "512 x 2", or "scalar". */
+static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], char buf[],
+                                              size_t len)
+{
+  size_t used = 0;
+
+  PetscFunctionBeginUser;
+  buf[0] = 0;
+  if (ndims == 0) PetscCall(PetscStrncpy(buf, "scalar", len));
+  for (int d = 0; d < ndims && used < len; d++) {
+    snprintf(buf + used, len - used, "%s%llu", d ? " x " : "", (unsigned long long)dims[d]);
+    PetscCall(PetscStrlen(buf, &used));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Checks the shape of dataset s; rows[] holds the row counts of the datasets before it. */
+static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dset, hsize_t rows[],
+                                             char msg[])
+{
+  const DataSpec *spec = &data_specs[s];
+  hid_t           space;
+  int             ndims;
+  hsize_t         dims[H5S_MAX_RANK];
+  char            shape[128], expected[128];
+  PetscBool       ok;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(space = H5Dget_space(dset));
+  PetscCallH5(ndims = H5Sget_simple_extent_ndims(space));
+  PetscCallH5(H5Sget_simple_extent_dims(space, dims, NULL));
+  PetscCallH5(H5Sclose(space));
+
+  /* Rows x 2 or rows, with rows >= 1 and small enough for PetscInt counts of elements */
+  ok = (PetscBool)(ndims == spec->ndims && (ndims == 1 || dims[1] == 2) && dims[0] >= 1 &&
+                   dims[0] <= (hsize_t)(PETSC_MAX_INT / 2));
+  if (ok && spec->rows_from >= 0) ok = (PetscBool)(dims[0] == rows[spec->rows_from]);
+  if (ok) {
+    rows[s] = dims[0];
+    PetscFunctionReturn(0);
+  }
+
+  /* Say what was found and what was expected */
+  PetscCall(DataFormatShape_Private(ndims, dims, shape, sizeof(shape)));
+  if (spec->rows_from >= 0)
+    snprintf(expected, sizeof(expected), "%llu%s (%s from '%s')",
+             (unsigned long long)rows[spec->rows_from], spec->ndims == 2 ? " x 2" : "",
+             spec->rows_name, data_specs[spec->rows_from].name);
+  else
+    snprintf(expected, sizeof(expected), "%s%s with %s >= 1", spec->rows_name,
+             spec->ndims == 2 ? " x 2" : "", spec->rows_name);
+  PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' has shape %s, expected %s", path,
+                          spec->name, shape, expected));
+  PetscFunctionReturn(0);
+}
+
+/* Opens dataset s of file and checks that it is numeric and has the right shape. A problem
+   the user can fix goes to msg, with *dset closed and negative. */
+static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int s, hsize_t rows[],
+                                              hid_t *dset, char msg[])
+{
+  const char     *name = data_specs[s].name;
+  htri_t          exists;
+  hid_t           type;
+  H5T_class_t     cls;
+  H5ErrorPrinting saved;
+
+  PetscFunctionBeginUser;
+  /* A missing name, or a name that is not a dataset */
+  PetscCallH5(exists = H5Lexists(file, name, H5P_DEFAULT));
+  if (!exists) {
+    PetscCall(PetscSNPrintf(
+        msg, VARPRO_MSG_MAX,
+        "%s: no dataset '%s' (a data file holds inputs, targets, teacher_features and student_features_init)",
+        path, name));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  *dset = H5Dopen2(file, name, H5P_DEFAULT);
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  if (*dset < 0) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: '%s' is not a dataset", path, name));
+    PetscFunctionReturn(0);
+  }
+
+  /* Anything HDF5 converts to float64: floats and integers */
+  PetscCallH5(type = H5Dget_type(*dset));
+  PetscCallH5(cls = H5Tget_class(type));
+  PetscCallH5(H5Tclose(type));
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                            "%s: dataset '%s' is not numeric (float or integer)", path, name));
+  else PetscCall(DataCheckShape_Private(path, s, *dset, rows, msg));
+  if (msg[0]) {
+    PetscCallH5(H5Dclose(*dset));
+    *dset = H5I_INVALID_HID;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: checks all four datasets, then allocates and reads them as float64. */
+static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], VarproData *data,
+                                               char msg[])
+{
+  hid_t      dset[4] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+  hsize_t    rows[4] = {0, 0, 0, 0};
+  PetscReal *arrays[4];
+
+  PetscFunctionBeginUser;
+  /* Check every dataset before reading any, stopping at the first problem */
+  for (int s = 0; s < 4 && !msg[0]; s++)
+    PetscCall(DataOpenDataset_Private(file, path, s, rows, &dset[s], msg));
+
+  /* Read; the row counts fit PetscInt by the shape check */
+  if (!msg[0]) {
+    data->N = (PetscInt)rows[0];
+    data->T = (PetscInt)rows[2];
+    data->M = (PetscInt)rows[3];
+    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T,
+                           &data->teacher_features, 2 * data->M, &data->student_features_init));
+    arrays[0] = data->inputs;
+    arrays[1] = data->targets;
+    arrays[2] = data->teacher_features;
+    arrays[3] = data->student_features_init;
+    for (int s = 0; s < 4; s++)
+      PetscCallH5(H5Dread(dset[s], H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, arrays[s]));
+  }
+  for (int s = 0; s < 4; s++)
+    if (dset[s] >= 0) PetscCallH5(H5Dclose(dset[s]));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: opens path and reads it; the user's mistakes go to msg. */
+static PetscErrorCode DataReadRoot_Private(const char path[], VarproData *data, char msg[])
+{
+  hid_t file;
+  char  reason[VARPRO_REASON_MAX];
+
+  PetscFunctionBeginUser;
+  PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
+  if (file < 0) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: cannot read data file: %s", path, reason));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(DataReadDatasets_Private(file, path, data, msg));
+  PetscCallH5(H5Fclose(file));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproDataRead(MPI_Comm comm, const char path[], VarproData *data)
+{
+  PetscMPIInt    rank, n[3];
+  PetscInt       sizes[3];
+  PetscErrorCode ierr                = 0;
+  char           msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(data, sizeof(*data)));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+
+  /* Rank 0 reads; not PetscCall, since its outcome is shared before any rank returns */
+  if (rank == 0) ierr = DataReadRoot_Private(path, data, msg);
+  PetscCall(H5RootSync_Private(comm, ierr, path));
+  PetscCall(VarproInputErrorSync(comm, msg));
+
+  /* Every rank gets the sizes, then a copy of every array */
+  sizes[0] = data->N;
+  sizes[1] = data->T;
+  sizes[2] = data->M;
+  PetscCallMPI(MPI_Bcast(sizes, 3, MPIU_INT, 0, comm));
+  if (rank != 0) {
+    data->N = sizes[0];
+    data->T = sizes[1];
+    data->M = sizes[2];
+    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T,
+                           &data->teacher_features, 2 * data->M, &data->student_features_init));
+  }
+  PetscCall(PetscMPIIntCast(2 * data->N, &n[0]));
+  PetscCall(PetscMPIIntCast(2 * data->T, &n[1]));
+  PetscCall(PetscMPIIntCast(2 * data->M, &n[2]));
+  PetscCallMPI(MPI_Bcast(data->inputs, n[0], MPIU_REAL, 0, comm));
+  PetscCallMPI(MPI_Bcast(data->targets, n[0] / 2, MPIU_REAL, 0, comm));
+  PetscCallMPI(MPI_Bcast(data->teacher_features, n[1], MPIU_REAL, 0, comm));
+  PetscCallMPI(MPI_Bcast(data->student_features_init, n[2], MPIU_REAL, 0, comm));
+  PetscFunctionReturn(0);
+}
+
+/* Frees the arrays; safe on a zeroed or partly read data. */
+PetscErrorCode VarproDataDestroy(VarproData *data)
+{
+  PetscFunctionBeginUser;
+  PetscCall(
+      PetscFree4(data->inputs, data->targets, data->teacher_features, data->student_features_init));
+  PetscCall(PetscMemzero(data, sizeof(*data)));
+  PetscFunctionReturn(0);
+}
+
+/* ---- output directory -------------------------------------------------------------------- */
+
+/* Creates dir and its missing parents, as mkdir -p does; existing directories are fine. */
+static PetscErrorCode OutputDirMake_Private(const char dir[], char msg[])
+{
+  char        prefix[VARPRO_PATH_MAX];
+  size_t      len;
+  struct stat st;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrlen(dir, &len));
+  if (len == 0 || len >= sizeof(prefix)) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory '%s': empty or too long", dir));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscStrncpy(prefix, dir, sizeof(prefix)));
+
+  /* Each prefix ending before a '/', then the whole path */
+  for (size_t i = 1; i <= len; i++) {
+    char c = prefix[i];
+
+    if (i < len && c != '/') continue;
+    prefix[i] = 0;
+    if (mkdir(prefix, 0777) && errno != EEXIST) {
+      PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot create %s: %s", dir,
+                              prefix, strerror(errno)));
+      PetscFunctionReturn(0);
+    }
+    prefix[i] = c;
+  }
+
+  /* An existing non-directory also made mkdir say EEXIST */
+  if (stat(dir, &st))
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: %s", dir, strerror(errno)));
+  else if (!S_ISDIR(st.st_mode))
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: not a directory", dir));
+  PetscFunctionReturn(0);
+}
+
+/* Creates and removes a file named after this process in dir: permission bits alone do not
+   tell (root, read-only mounts, ACLs). */
+static PetscErrorCode OutputDirProbe_Private(const char dir[], char msg[])
+{
+  char probe[VARPRO_PATH_MAX + 64];
+  int  fd;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(probe, sizeof(probe), "%s/.varpro-write-test-%ld", dir, (long)getpid()));
+  fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                            "output directory %s: cannot create a file in it: %s", dir,
+                            strerror(errno)));
+    PetscFunctionReturn(0);
+  }
+  if (close(fd) || unlink(probe))
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                            "output directory %s: cannot remove test file %s: %s", dir, probe,
+                            strerror(errno)));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproOutputDirCheck(MPI_Comm comm, const char dir[])
+{
+  PetscMPIInt    rank;
+  PetscErrorCode ierr                = 0;
+  char           msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+
+  /* Rank 0, which writes the result files, checks; every rank learns the outcome */
+  if (rank == 0) {
+    ierr = OutputDirMake_Private(dir, msg);
+    if (!ierr && !msg[0]) ierr = OutputDirProbe_Private(dir, msg);
+  }
+  PetscCall(H5RootSync_Private(comm, ierr, dir));
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscFunctionReturn(0);
+}
+
+/* ---- existing results -------------------------------------------------------------------- */
+
+PetscErrorCode VarproResultPath(const char dir[], const VarproConfig *cfg, char path[], size_t len)
+{
+  int n;
+
+  PetscFunctionBeginUser;
+  n = snprintf(path, len, "%s/%s.h5", dir, cfg->name);
+  PetscCheck(n >= 0 && (size_t)n < len, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+             "result file name %s/%s.h5 is longer than %zu characters", dir, cfg->name, len - 1);
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: compares the stored configuration text of an existing result with cfg's. */
+static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproConfig *cfg,
+                                               PetscBool *exists, char msg[])
+{
+  struct stat st;
+  hid_t       file;
+  char        reason[VARPRO_REASON_MAX], expected[VARPRO_CONFIG_TEXT_MAX], *stored = NULL;
+  PetscBool   same = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  *exists = PETSC_FALSE;
+  if (stat(path, &st) && errno == ENOENT) PetscFunctionReturn(0);
+  *exists = PETSC_TRUE;
+
+  /* An existing file must be a result of this very configuration */
+  PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
+  if (file < 0) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                            "unreadable result file %s (%s); remove it or use --force", path,
+                            reason));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(H5AttrReadString_Private(file, "configuration", &stored));
+  PetscCallH5(H5Fclose(file));
+  if (!stored) {
+    PetscCall(PetscSNPrintf(
+        msg, VARPRO_MSG_MAX,
+        "unreadable result file %s (no 'configuration' attribute); remove it or use --force",
+        path));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(VarproConfigFormat(cfg, expected, sizeof(expected)));
+  PetscCall(PetscStrcmp(stored, expected, &same));
+  PetscCall(PetscFree(stored));
+  if (!same)
+    PetscCall(PetscSNPrintf(
+        msg, VARPRO_MSG_MAX,
+        "%s: a result for a different configuration exists under this name; remove it or use --force",
+        path));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg,
+                                  PetscBool *exists)
+{
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = 0;
+  char           path[VARPRO_PATH_MAX], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(VarproResultPath(dir, cfg, path, sizeof(path)));
+  *exists = PETSC_FALSE;
+
+  /* Rank 0 looks; not PetscCall, since its outcome is shared before any rank returns */
+  if (rank == 0) ierr = ResultExistsRoot_Private(path, cfg, exists, msg);
+  PetscCall(H5RootSync_Private(comm, ierr, path));
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscCallMPI(MPI_Bcast(exists, 1, MPIU_BOOL, 0, comm));
+  PetscFunctionReturn(0);
+}
+
+/* ---- result histories -------------------------------------------------------------------- */
+
+/* Describes column c of h: a dataset of shape (rows, tail0[, tail1]) with ndims dimensions. */
+static void HistorySetColumn_Private(ResultHistory *h, PetscInt c, const char name[],
+                                     PetscBool integer, int ndims, hsize_t tail0, hsize_t tail1)
+{
+  ResultColumn *col = &h->column[c];
+
+  col->name    = name;
+  col->integer = integer;
+  col->ndims   = ndims;
+  col->tail[0] = ndims > 1 ? tail0 : 1;
+  col->tail[1] = ndims > 2 ? tail1 : 1;
+  col->rowlen  = (size_t)(col->tail[0] * col->tail[1]);
+  col->dset    = H5I_INVALID_HID;
+  col->buf     = NULL;
+  h->ncolumns  = PetscMax(h->ncolumns, c + 1);
+}
+
+/* Sets the datasets of the three histories and their chunk and buffer sizes, from the row
+   counts cfg leads us to expect (more rows are fine, only slower). */
+static void ResultSetUpHistories_Private(VarproResult res, const VarproConfig *cfg)
+{
+  const hsize_t M         = (hsize_t)res->M;
+  PetscInt      epochs    = PetscMax(cfg->epochs, 1);
+  PetscInt      snapshots = cfg->saving_step > 0 ? cfg->epochs / cfg->saving_step + 2 : 1;
+  PetscInt      mmds      = PetscMax(cfg->mmd_points, 1);
+  hsize_t       rowbytes  = (1 + 3 * M) * sizeof(PetscReal);
+
+  /* loss and step_time: one float64 per step */
+  HistorySetColumn_Private(&res->losses, 0, "loss", PETSC_FALSE, 1, 0, 0);
+  HistorySetColumn_Private(&res->losses, 1, "step_time", PETSC_FALSE, 1, 0, 0);
+  res->losses.chunk    = PetscMin(HISTORY_CHUNK_ROWS, epochs);
+  res->losses.capacity = PetscMin(HISTORY_BUFFER_ROWS, epochs);
+
+  /* Snapshots: chunks of up to SNAPSHOT_CHUNK_ROWS_MAX feature sets within about 1 MiB */
+  HistorySetColumn_Private(&res->snapshots, 0, "snapshot_steps", PETSC_TRUE, 1, 0, 0);
+  HistorySetColumn_Private(&res->snapshots, 1, "snapshot_features", PETSC_FALSE, 3, M, 2);
+  HistorySetColumn_Private(&res->snapshots, 2, "snapshot_outer_weights", PETSC_FALSE, 2, M, 0);
+  res->snapshots.chunk = PetscMax(
+      1, PetscMin(SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_CHUNK_BYTES / (2 * M * sizeof(PetscReal))));
+  res->snapshots.chunk = PetscMin(res->snapshots.chunk, (hsize_t)snapshots);
+  res->snapshots.capacity =
+      (PetscInt)PetscMax(1, PetscMin((hsize_t)snapshots, SNAPSHOT_BUFFER_BYTES / rowbytes));
+
+  /* MMD: one step and one value per evaluation */
+  HistorySetColumn_Private(&res->mmds, 0, "mmd_steps", PETSC_TRUE, 1, 0, 0);
+  HistorySetColumn_Private(&res->mmds, 1, "mmd", PETSC_FALSE, 1, 0, 0);
+  res->mmds.chunk    = PetscMin(HISTORY_CHUNK_ROWS, mmds);
+  res->mmds.capacity = PetscMin(HISTORY_BUFFER_ROWS, mmds);
+
+  res->losses.last_step = res->snapshots.last_step = res->mmds.last_step = PETSC_MIN_INT;
+}
+
+/* Rank 0: creates the empty, extendible datasets of h and allocates its buffers. */
+static PetscErrorCode HistoryCreate_Private(hid_t file, ResultHistory *h)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < h->ncolumns; c++) {
+    ResultColumn *col        = &h->column[c];
+    hsize_t       dims[3]    = {0, col->tail[0], col->tail[1]};
+    hsize_t       maxdims[3] = {H5S_UNLIMITED, col->tail[0], col->tail[1]};
+    hsize_t       chunk[3]   = {h->chunk, col->tail[0], col->tail[1]};
+    hid_t         space, dcpl, type = col->integer ? H5T_STD_I64LE : H5T_IEEE_F64LE;
+
+    PetscCallH5(space = H5Screate_simple(col->ndims, dims, maxdims));
+    PetscCallH5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
+    PetscCallH5(H5Pset_chunk(dcpl, col->ndims, chunk));
+    PetscCallH5(col->dset =
+                    H5Dcreate2(file, col->name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    PetscCallH5(H5Pclose(dcpl));
+    PetscCallH5(H5Sclose(space));
+    PetscCall(PetscMalloc1((size_t)h->capacity * col->rowlen * 8, &col->buf));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: extends the dataset of col to offset + rows rows and writes rows buffered rows. */
+static PetscErrorCode ColumnWrite_Private(ResultColumn *col, hsize_t offset, hsize_t rows)
+{
+  hsize_t dims[3]  = {offset + rows, col->tail[0], col->tail[1]};
+  hsize_t start[3] = {offset, 0, 0};
+  hsize_t count[3] = {rows, col->tail[0], col->tail[1]};
+  hid_t   filespace, memspace;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(H5Dset_extent(col->dset, dims));
+  PetscCallH5(filespace = H5Dget_space(col->dset));
+  PetscCallH5(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL));
+  PetscCallH5(memspace = H5Screate_simple(col->ndims, count, NULL));
+  PetscCallH5(H5Dwrite(col->dset, col->integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, memspace,
+                       filespace, H5P_DEFAULT, col->buf));
+  PetscCallH5(H5Sclose(memspace));
+  PetscCallH5(H5Sclose(filespace));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: writes the buffered rows of h and empties its buffers. */
+static PetscErrorCode HistoryFlush_Private(ResultHistory *h)
+{
+  PetscFunctionBeginUser;
+  if (h->nbuf == 0) PetscFunctionReturn(0);
+  for (PetscInt c = 0; c < h->ncolumns; c++)
+    PetscCall(ColumnWrite_Private(&h->column[c], h->nfile, (hsize_t)h->nbuf));
+  h->nfile += (hsize_t)h->nbuf;
+  h->nbuf = 0;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: closes the datasets of h and frees its buffers; safe to call twice. */
+static PetscErrorCode HistoryClose_Private(ResultHistory *h)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < h->ncolumns; c++) {
+    if (h->column[c].dset >= 0) PetscCallH5(H5Dclose(h->column[c].dset));
+    h->column[c].dset = H5I_INVALID_HID;
+    PetscCall(PetscFree(h->column[c].buf));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Every rank: the appends of a history come in step order (consecutive steps for losses), on a
+   result that is not finished. A slip here would silently misalign the histories. */
+static PetscErrorCode HistoryCheckStep_Private(VarproResult res, ResultHistory *h, PetscInt step,
+                                               PetscBool consecutive)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "%s: append to a finished result", res->path);
+  if (h->nappended > 0) {
+    PetscCheck(consecutive ? step == h->last_step + 1 : step > h->last_step, PETSC_COMM_SELF,
+               PETSC_ERR_ARG_OUTOFRANGE,
+               "%s: %s of step %" PetscInt_FMT " appended after step %" PetscInt_FMT, res->path,
+               h->column[0].name, step, h->last_step);
+  }
+  h->last_step = step;
+  h->nappended++;
+  PetscFunctionReturn(0);
+}
+
+/* ---- result files ------------------------------------------------------------------------ */
+
+/* Rank 0: writes everything buffered and lets the file on disk catch up, so that a run killed
+   afterwards leaves a readable partial file. */
+static PetscErrorCode ResultFlush_Private(VarproResult res)
+{
+  PetscFunctionBeginUser;
+  PetscCall(HistoryFlush_Private(&res->losses));
+  PetscCall(HistoryFlush_Private(&res->snapshots));
+  PetscCall(HistoryFlush_Private(&res->mmds));
+  PetscCallH5(H5Fflush(res->file, H5F_SCOPE_LOCAL));
+  PetscCall(PetscTime(&res->last_flush));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: copies one row into the buffers of h; a full buffer or an old flush writes out all. */
+static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h,
+                                           const void *const row[])
+{
+  PetscLogDouble now;
+
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < h->ncolumns; c++) {
+    size_t rowbytes = h->column[c].rowlen * 8;
+
+    PetscCall(PetscMemcpy(h->column[c].buf + (size_t)h->nbuf * rowbytes, row[c], rowbytes));
+  }
+  h->nbuf++;
+  PetscCall(PetscTime(&now));
+  if (h->nbuf == h->capacity || now - res->last_flush >= res->flush_seconds)
+    PetscCall(ResultFlush_Private(res));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: every parameter of cfg as a root attribute, with the resolved widths. */
+static PetscErrorCode ResultWriteConfig_Private(VarproResult res, const VarproConfig *cfg)
+{
+  char text[VARPRO_CONFIG_TEXT_MAX];
+
+  PetscFunctionBeginUser;
+  PetscCall(VarproConfigFormat(cfg, text, sizeof(text)));
+  PetscCall(H5AttrWriteString_Private(res->file, "name", cfg->name));
+  PetscCall(H5AttrWriteString_Private(res->file, "regularization",
+                                      VarproRegularizations[cfg->regularization]));
+  PetscCall(H5AttrWriteInt_Private(res->file, "student_width", res->M));
+  PetscCall(H5AttrWriteReal_Private(res->file, "lambda", cfg->lambda));
+  PetscCall(H5AttrWriteReal_Private(res->file, "gamma", cfg->gamma));
+  PetscCall(H5AttrWriteInt_Private(res->file, "seed", cfg->seed));
+  PetscCall(H5AttrWriteInt_Private(res->file, "epochs", cfg->epochs));
+  PetscCall(H5AttrWriteInt_Private(res->file, "N", cfg->N));
+  PetscCall(H5AttrWriteInt_Private(res->file, "teacher_width", res->T));
+  PetscCall(H5AttrWriteReal_Private(res->file, "time_scale", cfg->time_scale));
+  PetscCall(H5AttrWriteInt_Private(res->file, "saving_step", cfg->saving_step));
+  PetscCall(H5AttrWriteInt_Private(res->file, "mmd_points", cfg->mmd_points));
+  PetscCall(H5AttrWriteString_Private(res->file, "data_file", cfg->data_file));
+  PetscCall(H5AttrWriteString_Private(res->file, "configuration", text));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: creates the partial file (replacing one a killed run left), its attributes, its
+   empty histories and their buffers. */
+static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproConfig *cfg)
+{
+  PetscFunctionBeginUser;
+  PetscCallH5(res->file = H5Fcreate(res->partial_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  PetscCall(ResultWriteConfig_Private(res, cfg));
+  PetscCall(HistoryCreate_Private(res->file, &res->losses));
+  PetscCall(HistoryCreate_Private(res->file, &res->snapshots));
+  PetscCall(HistoryCreate_Private(res->file, &res->mmds));
+  PetscCall(ResultFlush_Private(res));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg,
+                                  PetscInt M, PetscInt T, VarproResult *res)
+{
+  VarproResult   r;
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(M >= 1 && T >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "result widths M = %" PetscInt_FMT ", T = %" PetscInt_FMT " must be >= 1", M, T);
+
+  /* The object exists on every rank, so that callers are the same everywhere */
+  PetscCall(PetscNew(&r));
+  r->comm          = comm;
+  r->M             = M;
+  r->T             = T;
+  r->file          = H5I_INVALID_HID;
+  r->flush_seconds = 10;
+  PetscCallMPI(MPI_Comm_rank(comm, &r->rank));
+  PetscCall(VarproResultPath(dir, cfg, r->path, sizeof(r->path)));
+  PetscCall(PetscSNPrintf(r->partial_path, sizeof(r->partial_path), "%s.partial", r->path));
+  PetscCall(
+      PetscOptionsGetReal(NULL, NULL, "-varpro_result_flush_seconds", &r->flush_seconds, NULL));
+  ResultSetUpHistories_Private(r, cfg);
+
+  /* Rank 0 writes; not PetscCall, since its outcome is shared before any rank returns */
+  if (r->rank == 0) ierr = ResultCreateRoot_Private(r, cfg);
+  PetscCall(H5RootSync_Private(comm, ierr, r->partial_path));
+  *res = r;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: the teacher as a T x 2 contiguous dataset. */
+static PetscErrorCode ResultWriteTeacherRoot_Private(VarproResult    res,
+                                                     const PetscReal teacher_features[])
+{
+  hsize_t dims[2] = {(hsize_t)res->T, 2};
+  hid_t   space, dset;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(space = H5Screate_simple(2, dims, NULL));
+  PetscCallH5(dset = H5Dcreate2(res->file, "teacher_features", H5T_IEEE_F64LE, space, H5P_DEFAULT,
+                                H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, teacher_features));
+  PetscCallH5(H5Dclose(dset));
+  PetscCallH5(H5Sclose(space));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultWriteTeacher(VarproResult res, const PetscReal teacher_features[])
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "%s: teacher written to a finished result", res->path);
+  if (res->rank == 0) ierr = ResultWriteTeacherRoot_Private(res, teacher_features);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  PetscFunctionReturn(0);
+}
+
+/* Not collective: called every step, so no communication; rank 0 buffers. */
+PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal loss,
+                                      PetscReal step_time)
+{
+  const void *row[2] = {&loss, &step_time};
+
+  PetscFunctionBeginUser;
+  PetscCall(HistoryCheckStep_Private(res, &res->losses, step, PETSC_TRUE));
+  if (res->rank != 0) PetscFunctionReturn(0);
+  PetscCall(ResultAppend_Private(res, &res->losses, row));
+  PetscFunctionReturn(0);
+}
+
+/* Not collective; features is M x 2, outer_weights is M. */
+PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step,
+                                          const PetscReal features[],
+                                          const PetscReal outer_weights[])
+{
+  PetscInt64  step64 = step;
+  const void *row[3] = {&step64, features, outer_weights};
+
+  PetscFunctionBeginUser;
+  PetscCall(HistoryCheckStep_Private(res, &res->snapshots, step, PETSC_FALSE));
+  if (res->rank != 0) PetscFunctionReturn(0);
+  PetscCall(ResultAppend_Private(res, &res->snapshots, row));
+  PetscFunctionReturn(0);
+}
+
+/* Not collective. */
+PetscErrorCode VarproResultAppendMMD(VarproResult res, PetscInt step, PetscReal mmd)
+{
+  PetscInt64  step64 = step;
+  const void *row[2] = {&step64, &mmd};
+
+  PetscFunctionBeginUser;
+  PetscCall(HistoryCheckStep_Private(res, &res->mmds, step, PETSC_FALSE));
+  if (res->rank != 0) PetscFunctionReturn(0);
+  PetscCall(ResultAppend_Private(res, &res->mmds, row));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value)
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "%s: attribute %s set on a finished result", res->path, name);
+  if (res->rank == 0) ierr = H5AttrWriteReal_Private(res->file, name, value);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value)
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "%s: attribute %s set on a finished result", res->path, name);
+  if (res->rank == 0) ierr = H5AttrWriteInt_Private(res->file, name, value);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[],
+                                              const char value[])
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "%s: attribute %s set on a finished result", res->path, name);
+  if (res->rank == 0) ierr = H5AttrWriteString_Private(res->file, name, value);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: writes what is buffered and closes every dataset and the file. */
+static PetscErrorCode ResultClose_Private(VarproResult res)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ResultFlush_Private(res));
+  PetscCall(HistoryClose_Private(&res->losses));
+  PetscCall(HistoryClose_Private(&res->snapshots));
+  PetscCall(HistoryClose_Private(&res->mmds));
+  PetscCallH5(H5Fclose(res->file));
+  res->file = H5I_INVALID_HID;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: marks the file complete, closes it and gives it its final name in one atomic rename,
+   replacing an earlier result of the same configuration. */
+static PetscErrorCode ResultFinishRoot_Private(VarproResult res)
+{
+  PetscFunctionBeginUser;
+  PetscCall(H5AttrWriteInt_Private(res->file, "complete", 1));
+  PetscCall(ResultClose_Private(res));
+  PetscCheck(!rename(res->partial_path, res->path), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE,
+             "cannot rename %s to %s: %s", res->partial_path, res->path, strerror(errno));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultFinish(VarproResult res)
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "%s: result finished twice",
+             res->path);
+  if (res->rank == 0) ierr = ResultFinishRoot_Private(res);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  res->finished = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* Not collective, so that it is safe on error paths: an unfinished result is flushed, closed and
+   left as <name>.h5.partial. */
+PetscErrorCode VarproResultDestroy(VarproResult *res)
+{
+  VarproResult r = *res;
+
+  PetscFunctionBeginUser;
+  if (!r) PetscFunctionReturn(0);
+  if (r->rank == 0 && r->file >= 0) PetscCall(ResultClose_Private(r));
+  PetscCall(HistoryClose_Private(&r->losses));
+  PetscCall(HistoryClose_Private(&r->snapshots));
+  PetscCall(HistoryClose_Private(&r->mmds));
+  PetscCall(PetscFree(*res));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,209 @@
+/*
+ * varpro-rbf: trains every configuration of a YAML job file, each with all ranks, and writes
+ * one HDF5 result file per configuration.
+ *
+ *   mpirun -n P varpro-rbf [options] JOB.yaml [PETSc options]
+ */
+#include "train.h"
+#include "version.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+  "Usage: mpirun -n P varpro-rbf [options] JOB.yaml [PETSc options]\n"
+  "\n"
+  "Trains two-layer RBF networks on the torus [-2,2)^2 by Variable Projection, one run per\n"
+  "configuration of the job file, and writes <output>/<name>.h5 for each.\n"
+  "\n"
+  "Options:\n"
+  "  --force             redo configurations whose complete result already exists\n"
+  "  --output DIR        write results to DIR instead of the job file's 'output'\n"
+  "  --progress SECONDS  least time between progress lines (default 10)\n"
+  "  --version           print the version and exit\n"
+  "  --help              print this help and exit\n"
+  "\n"
+  "PETSc options of note:\n"
+  "  -inner_kernel_mat_type scalapack|dense   storage of the kernel matrix (default scalapack)\n"
+  "  -inner_ksp_type, -inner_pc_type, ...     the inner ridge solver (default: Cholesky via\n"
+  "                                           ScaLAPACK; CG with Jacobi for dense)\n"
+  "  -inner_ksp_monitor, -log_view            what the solver does and where time goes\n"
+  "\n"
+  "Exit status: 0 success, 2 bad input (nothing trained), 3 training produced NaN/Inf,\n"
+  "1 any other failure.\n";
+
+typedef struct {
+  const char *job_path;
+  const char *output_dir; /* NULL: the job file's */
+  PetscBool   force, help, version;
+  PetscReal   progress;
+  char        error[VARPRO_MSG_MAX]; /* a bad command line, reported once MPI is up */
+} Options;
+
+/* Whether argument a of argv is one of ours taking a separate value. */
+static int TakesValue(const char *a)
+{
+  return !strcmp(a, "--output") || !strcmp(a, "--progress");
+}
+
+/* Splits argv: our "--" options (parsed with getopt_long) and the job file go to opts, the
+   rest is left for PETSc. The job file is the first bare argument before any PETSc option. */
+static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **pargv)
+{
+  static const struct option longopts[] = {
+    {"force", no_argument, NULL, 'f'},         {"output", required_argument, NULL, 'o'}, {"progress", required_argument, NULL, 'p'},
+    {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  char     *ours[256];
+  int       nours = 1, c, seen_petsc = 0;
+  PetscBool job_done = PETSC_FALSE;
+
+  opts->progress = 10.0;
+  ours[0] = pargv[0] = argv[0];
+  *pargc          = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strncmp(argv[i], "--", 2) && nours < 254) {
+      ours[nours++] = argv[i];
+      if (TakesValue(argv[i]) && i + 1 < argc) ours[nours++] = argv[++i];
+    } else if (!strcmp(argv[i], "-h")) ours[nours++] = "--help";
+    else if (argv[i][0] != '-' && !seen_petsc && !job_done) {
+      opts->job_path = argv[i];
+      job_done       = PETSC_TRUE;
+    } else {
+      if (argv[i][0] == '-') seen_petsc = 1;
+      pargv[(*pargc)++] = argv[i];
+    }
+  }
+  pargv[*pargc] = NULL;
+
+  /* Our options, through getopt_long */
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(nours, ours, "", longopts, NULL)) != -1) {
+    char *end;
+
+    switch (c) {
+    case 'f': opts->force = PETSC_TRUE; break;
+    case 'o': opts->output_dir = optarg; break;
+    case 'V': opts->version = PETSC_TRUE; break;
+    case 'h': opts->help = PETSC_TRUE; break;
+    case 'p':
+      opts->progress = strtod(optarg, &end);
+      if (*end || !(opts->progress >= 0)) snprintf(opts->error, sizeof(opts->error), "option --progress: '%s' is not a number of seconds >= 0", optarg);
+      break;
+    default:
+      if (!opts->error[0]) snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
+    }
+  }
+  if (!opts->error[0] && !opts->job_path && !opts->help && !opts->version) snprintf(opts->error, sizeof(opts->error), "no job file given (see --help)");
+}
+
+/* The command line and rank count, stored with every result. */
+static PetscErrorCode RunInfo(int argc, char **argv, char info[], size_t len)
+{
+  PetscMPIInt size;
+  size_t      used;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_size(PETSC_COMM_WORLD, &size));
+  PetscCall(PetscSNPrintf(info, len, "mpi ranks: %d; command:", size));
+  for (int i = 0; i < argc; i++) {
+    used = strlen(info);
+    PetscCall(PetscSNPrintf(info + used, len - used, " %s", argv[i]));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* One row of the closing table. */
+static PetscErrorCode PrintSummaryRow(const VarproConfig *cfg, const VarproRunSummary *s)
+{
+  PetscFunctionBeginUser;
+  if (s->skipped) PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8s  %14s  %12s  %10s  %10s\n", cfg->name, "skipped", "-", "-", "-", "-"));
+  else
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f\n", cfg->name, s->epochs, (double)s->reduced_risk,
+                          (double)s->mmd, (double)s->wall_time, 1e3 * (double)s->time_per_step));
+  PetscFunctionReturn(0);
+}
+
+/* Trains one configuration, or skips it when its complete result exists. */
+static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts, const char info[], VarproRunSummary *s)
+{
+  VarproTrainer tr;
+  PetscBool     exists = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(s, sizeof(*s)));
+  if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &exists));
+  if (exists) {
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: complete result exists, skipped (--force redoes it)\n", cfg->index + 1,
+                          job->nconfigs, cfg->name));
+    s->skipped = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: training %" PetscInt_FMT " steps\n", cfg->index + 1, job->nconfigs, cfg->name,
+                        cfg->epochs));
+  PetscCall(VarproTrainerCreate(PETSC_COMM_WORLD, cfg, &tr));
+  PetscCall(VarproTrainerSetProgressInterval(tr, opts->progress));
+  PetscCall(VarproTrainerRun(tr, job->output_dir, info, s));
+  PetscCall(VarproTrainerDestroy(&tr));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: done in %.1f s (%.2f ms/step), reduced risk %.6e, MMD %.6e\n", cfg->index + 1,
+                        job->nconfigs, cfg->name, (double)s->wall_time, 1e3 * (double)s->time_per_step, (double)s->reduced_risk, (double)s->mmd));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
+{
+  VarproJob         job;
+  VarproRunSummary *summaries;
+  char              info[4096];
+
+  PetscFunctionBeginUser;
+  /* The command line is checked on every rank alike */
+  PetscCheck(!opts->error[0], PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "%s", opts->error);
+  if (opts->help || opts->version) {
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, opts->help ? usage : "varpro-rbf %s\n", VARPRO_GIT_VERSION));
+    PetscFunctionReturn(0);
+  }
+
+  /* Job file, output directory */
+  PetscCall(VarproJobLoad(PETSC_COMM_WORLD, opts->job_path, &job));
+  if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
+  PetscCall(VarproOutputDirCheck(PETSC_COMM_WORLD, job.output_dir));
+  PetscCall(RunInfo(argc, argv, info, sizeof(info)));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n", VARPRO_GIT_VERSION, job.nconfigs,
+                        job.path, job.output_dir));
+
+  /* Every configuration in turn, with all ranks */
+  PetscCall(PetscCalloc1(job.nconfigs, &summaries));
+  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(RunConfig(&job, &job.configs[c], opts, info, &summaries[c]));
+
+  /* Closing table */
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "\n%-44s  %8s  %14s  %12s  %10s  %10s\n", "configuration", "steps", "reduced risk", "MMD", "wall [s]", "ms/step"));
+  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
+  PetscCall(PetscFree(summaries));
+  PetscCall(VarproJobDestroy(&job));
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv)
+{
+  Options        opts = {0};
+  char         **pargv;
+  int            pargc, status;
+  PetscErrorCode ierr;
+
+  /* Our options are taken out before PETSc sees the command line */
+  pargv = (char **)calloc((size_t)argc + 1, sizeof(char *));
+  if (!pargv) return 1;
+  ParseArgs(argc, argv, &opts, &pargc, pargv);
+  PetscCall(PetscInitialize(&pargc, &pargv, NULL, usage));
+  PetscCall(VarproPushErrorHandler());
+
+  /* A user's error ends every rank with a status; any other aborts the job */
+  ierr   = RunJob(&opts, argc, argv);
+  status = VarproExitStatus(ierr);
+  if (status == 1) MPI_Abort(PETSC_COMM_WORLD, 1);
+  ierr = PetscFinalize();
+  free(pargv);
+  return ierr ? 1 : status;
+}

@@ -1,0 +1,37 @@
+/* Training of one configuration by Variable Projection. */
+#pragma once
+
+#include "varpro_impl.h"
+
+typedef struct _p_VarproTrainer *VarproTrainer;
+
+/* What a finished (or skipped) run reports for the job's closing table. */
+typedef struct {
+  PetscBool skipped;        /* a complete result existed */
+  PetscInt  epochs;
+  PetscReal reduced_risk;   /* at the last step taken, before its update */
+  PetscReal mmd;            /* at the final features */
+  PetscReal wall_time;      /* seconds, whole run */
+  PetscReal time_per_step;  /* seconds, median over steps */
+} VarproRunSummary;
+
+/* Sets up the problem, the distributed kernel matrix and the inner solver of cfg. Collective. */
+PetscErrorCode VarproTrainerCreate(MPI_Comm comm, const VarproConfig *cfg, VarproTrainer *tr);
+PetscErrorCode VarproTrainerDestroy(VarproTrainer *tr);
+
+/* Trains for cfg->epochs steps, streaming the histories to a result file in output_dir.
+   run_info is stored as attribute "run_info" (how the run was launched). Collective. */
+PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[], VarproRunSummary *summary);
+
+/* Progress lines every 1% of a run, at most once every interval seconds (default 10). */
+PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seconds);
+
+/* For tests: replace the current features (M x 2, replicated) and read them back. */
+PetscErrorCode VarproTrainerSetFeatures(VarproTrainer tr, const PetscReal features[]);
+PetscErrorCode VarproTrainerGetFeatures(VarproTrainer tr, PetscReal features[]);
+PetscErrorCode VarproTrainerGetSizes(VarproTrainer tr, PetscInt *M, PetscInt *N);
+
+/* For tests: at the current features, project the outer weights, then return the reduced
+   risk and, if gradient is not NULL, its gradient with respect to the features (M x 2).
+   Collective. */
+PetscErrorCode VarproTrainerEvaluate(VarproTrainer tr, PetscReal *risk, PetscReal gradient[]);

@@ -1,0 +1,79 @@
+/* Private interfaces shared by the sources of varpro-rbf. */
+#pragma once
+
+#include <varpro/varpro.h>
+
+#define VARPRO_MSG_MAX 1024
+
+/* ---- error.c ---------------------------------------------------------------------- */
+
+/* Raises PETSC_ERR_USER_INPUT on every rank of comm when any rank passes a non-empty msg.
+   The message of the lowest such rank is reported. Collective; returns 0 when all are clean. */
+PetscErrorCode VarproInputErrorSync(MPI_Comm comm, const char msg[]);
+
+/* ---- h5io.c: data files ------------------------------------------------------------- */
+
+/* The contents of a data file (see README, "Data files"). Every array is replicated on
+   every rank, row-major. */
+typedef struct {
+  PetscInt N, T, M;
+  PetscReal *inputs;                /* N x 2 */
+  PetscReal *targets;               /* N */
+  PetscReal *teacher_features;      /* T x 2 */
+  PetscReal *student_features_init; /* M x 2 */
+} VarproData;
+
+/* Rank 0 reads path and checks that the four datasets exist, are float64-convertible and have
+   shapes N x 2, N, T x 2, M x 2 with N, T, M >= 1; then broadcasts. Collective. A missing
+   file, dataset or a wrong shape raises PETSC_ERR_USER_INPUT naming the file and dataset. */
+PetscErrorCode VarproDataRead(MPI_Comm comm, const char path[], VarproData *data);
+PetscErrorCode VarproDataDestroy(VarproData *data);
+
+/* ---- h5io.c: output directory and result files -------------------------------------- */
+
+/* Creates dir (and parents) if needed and checks that a file can be created in it.
+   Collective; raises PETSC_ERR_USER_INPUT naming dir when it cannot. */
+PetscErrorCode VarproOutputDirCheck(MPI_Comm comm, const char dir[]);
+
+/* Whether dir/<name>.h5 exists as a complete result. When it exists but its stored
+   "configuration" attribute differs from cfg, raises PETSC_ERR_USER_INPUT naming the file
+   (a different run under the same name). Collective. */
+PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool *exists);
+
+/* A result file being written. Only rank 0 of comm touches the file; on other ranks every
+   call is a cheap no-op, but all calls are made on all ranks. The file is written as
+   dir/<name>.h5.partial and renamed to dir/<name>.h5 by VarproResultFinish, so a killed run
+   never leaves a file that looks complete. Histories are appended to chunked, extendible
+   datasets as the run goes (buffered, flushed at least every flush_seconds), so memory does
+   not grow with the epoch count. */
+typedef struct _p_VarproResult *VarproResult;
+
+/* Creates the partial file, with every parameter of cfg as an attribute (names as in the
+   job file: regularization (string), student_width, lambda, gamma, seed, epochs, N,
+   teacher_width, time_scale, saving_step, mmd_points, data_file (string), name, and
+   "configuration" holding VarproConfigFormat text) and the empty datasets:
+     loss                    (epochs)     float64
+     step_time               (epochs)     float64  wall seconds of each step
+     snapshot_steps          (S)          int64
+     snapshot_features       (S x M x 2)  float64
+     snapshot_outer_weights  (S x M)      float64
+     mmd_steps               (K)          int64
+     mmd                     (K)          float64
+   M and T are the resolved widths (cfg may hold 0 when read from a data file). */
+PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
+                                  VarproResult *res);
+PetscErrorCode VarproResultWriteTeacher(VarproResult res, const PetscReal teacher_features[]); /* T x 2 */
+PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal loss, PetscReal step_time);
+PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step, const PetscReal features[],
+                                          const PetscReal outer_weights[]); /* M x 2, M */
+PetscErrorCode VarproResultAppendMMD(VarproResult res, PetscInt step, PetscReal mmd);
+PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value);
+PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value);
+PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[]);
+/* Flushes everything, sets attribute "complete" = 1, closes and renames to the final name. */
+PetscErrorCode VarproResultFinish(VarproResult res);
+/* Frees; a result that was not finished is closed and left as <name>.h5.partial. */
+PetscErrorCode VarproResultDestroy(VarproResult *res);
+
+/* Full path of the final result file of cfg in dir. */
+PetscErrorCode VarproResultPath(const char dir[], const VarproConfig *cfg, char path[], size_t len);

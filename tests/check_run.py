@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""End-to-end checks of the varpro-rbf executable, run by meson test.
+
+  check_run.py fixture FIXTURE.h5 NP   replay a cross-check fixture through data.file
+  check_run.py ranks                   the same seeded job at 1 and 2 ranks
+  check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
+
+The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+EXE = os.environ["VARPRO_EXE"]
+MPIRUN = os.environ.get("VARPRO_MPIRUN", "mpirun")
+DATA = os.environ.get("VARPRO_TEST_DATA", os.path.join(os.path.dirname(__file__), "data"))
+FIXTURE = os.path.join(DATA, "xcheck_biased_M64_N512.h5")
+
+failures = 0
+
+
+def check(ok, what):
+    global failures
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures += 1
+
+
+def run(np_, args, timeout=600):
+    cmd = [MPIRUN, "-n", str(np_), EXE] + args
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def wrap(a):
+    return (a + 2.0) % 4.0 - 2.0
+
+
+# ---- fixture replay ----------------------------------------------------------------------
+
+def fixture(path, np_):
+    with h5py.File(path, "r") as fx, tempfile.TemporaryDirectory() as tmp:
+        a = fx.attrs
+        reg = a["regularization"]
+        reg = reg.decode() if isinstance(reg, bytes) else reg
+        job = os.path.join(tmp, "replay.yaml")
+        write(job, f"""output: {tmp}/out
+runs:
+  - name: replay
+    regularization: {reg}
+    lambda: {float(a['lambda'])!r}
+    gamma: {float(a['gamma'])!r}
+    epochs: {int(a['steps'])}
+    time_scale: {float(a['time_scale'])!r}
+    saving_step: 1
+    data: {{file: {os.path.abspath(path)}}}
+""")
+        proc = run(np_, [job])
+        print(proc.stdout[-2000:], proc.stderr[-2000:])
+        check(proc.returncode == 0, f"varpro-rbf exits 0 at {np_} rank(s)")
+        if proc.returncode:
+            return
+        with h5py.File(os.path.join(tmp, "out", "replay.h5"), "r") as res:
+            compare_fixture(fx, res)
+
+
+def compare_fixture(fx, res):
+    loss, ref_loss = res["loss"][:], fx["loss"][:]
+    check(loss.shape == ref_loss.shape, f"loss has {ref_loss.size} entries")
+    rel = np.max(np.abs(loss - ref_loss) / np.abs(ref_loss))
+    check(rel <= 1e-10, f"loss within 1e-10 relative (max {rel:.2e})")
+
+    steps = list(res["snapshot_steps"][:])
+    mmd_steps = list(res["mmd_steps"][:])
+    for k, step in enumerate(fx["checkpoint_steps"][:]):
+        s = steps.index(step)
+        dw = np.max(np.abs(wrap(res["snapshot_features"][s] - fx["student_features_at_checkpoints"][k])))
+        check(dw <= 1e-9, f"features at step {step} within 1e-9 (max {dw:.2e})")
+        u, ref_u = res["snapshot_outer_weights"][s], fx["outer_weights_at_checkpoints"][k]
+        du = np.max(np.abs(u - ref_u) / np.maximum(np.abs(ref_u), 1e-3 * np.max(np.abs(ref_u))))
+        check(du <= 1e-9, f"outer weights at step {step} within 1e-9 relative (max {du:.2e})")
+        m = res["mmd"][mmd_steps.index(step)]
+        dm = abs(m - fx["mmd_to_teacher_at_checkpoints"][k])
+        check(dm <= 1e-10, f"MMD at step {step} within 1e-10 ({m:.12f}, diff {dm:.2e})")
+    check(res.attrs["complete"] == 1, "result marked complete")
+
+
+# ---- rank-count independence -------------------------------------------------------------
+
+def ranks():
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for np_ in (1, 2):
+            job = os.path.join(tmp, f"np{np_}.yaml")
+            write(job, f"""output: {tmp}/np{np_}
+runs:
+  - regularization: [biased, unbiased]
+    student_width: 24
+    N: 301
+    teacher_width: 64
+    seed: 7
+    epochs: 200
+    saving_step: 20
+""")
+            proc = run(np_, [job])
+            check(proc.returncode == 0, f"seeded job at {np_} rank(s) exits 0")
+            if proc.returncode:
+                print(proc.stdout, proc.stderr)
+                return
+            results[np_] = os.path.join(tmp, f"np{np_}")
+        for name in sorted(os.listdir(results[1])):
+            with h5py.File(os.path.join(results[1], name)) as a, h5py.File(os.path.join(results[2], name)) as b:
+                dl = np.max(np.abs(a["loss"][:] - b["loss"][:]) / np.abs(a["loss"][:]))
+                dw = np.max(np.abs(wrap(a["snapshot_features"][:] - b["snapshot_features"][:])))
+                dm = np.max(np.abs(a["mmd"][:] - b["mmd"][:]))
+                check(a["loss"].size == 200 and dl <= 1e-10, f"{name}: 1 vs 2 ranks, losses within 1e-10 (max {dl:.2e})")
+                check(dw <= 1e-10, f"{name}: 1 vs 2 ranks, features within 1e-10 (max {dw:.2e})")
+                check(dm <= 1e-10, f"{name}: 1 vs 2 ranks, MMD within 1e-10 (max {dm:.2e})")
+                check(a.attrs["nranks"] == 1 and b.attrs["nranks"] == 2, f"{name}: rank counts recorded")
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+GOOD_RUN = "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 3}\n"
+
+
+def make_data(path, shapes):
+    with h5py.File(path, "w") as f:
+        for name, shape in shapes.items():
+            f[name] = np.zeros(shape)
+
+
+def bad_case(case, tmp):
+    """Returns (job file, extra args, ranks, message regex) for one kind of bad input."""
+    out = os.path.join(tmp, "out")
+    job = os.path.join(tmp, "job.yaml")
+    head = f"output: {out}\nruns:\n"
+    args, np_ = [], 2
+    if case == "malformed-yaml":
+        write(job, f"output: '{out}\nruns:\n" + GOOD_RUN)
+        pattern = r"job\.yaml:\d+:\d+: "
+    elif case == "unknown-key":
+        write(job, head + "  - {student_width: 4, N: 16, learning_rate: 3}\n")
+        pattern = r"job\.yaml:3:\d+: .*learning_rate"
+    elif case == "wrong-type":
+        write(job, head + "  - {student_width: four, N: 16}\n")
+        pattern = r"job\.yaml:3:\d+: .*student_width"
+    elif case in ("lambda", "student_width", "N", "epochs", "time_scale"):
+        fields = {"student_width": "4", "N": "16", "teacher_width": "8"}
+        fields[case] = {"lambda": "0", "student_width": "0", "N": "0", "epochs": "-1", "time_scale": "-0.5"}[case]
+        write(job, head + "  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}\n")
+        pattern = rf"job\.yaml:3:\d+: .*{case}"
+    elif case == "fewer-points-than-ranks":
+        write(job, head + "  - {student_width: 4, N: 1, teacher_width: 8, epochs: 3}\n")
+        pattern = r"N = 1 .*fewer than the 2 ranks"
+    elif case == "missing-data-file":
+        write(job, head + f"  - {{data: {{file: {tmp}/nothere.h5}}, epochs: 3}}\n")
+        pattern = r"nothere\.h5"
+    elif case == "data-missing-dataset":
+        make_data(os.path.join(tmp, "d.h5"), {"inputs": (16, 2), "targets": (16,), "teacher_features": (8, 2)})
+        write(job, head + f"  - {{data: {{file: {tmp}/d.h5}}, epochs: 3}}\n")
+        pattern = r"d\.h5.*student_features_init"
+    elif case == "data-wrong-shape":
+        make_data(os.path.join(tmp, "d.h5"), {"inputs": (16, 2), "targets": (15,), "teacher_features": (8, 2),
+                                              "student_features_init": (4, 2)})
+        write(job, head + f"  - {{data: {{file: {tmp}/d.h5}}, epochs: 3}}\n")
+        pattern = r"d\.h5.*targets"
+    elif case == "unwritable-output":
+        write(os.path.join(tmp, "afile"), "not a directory\n")
+        write(job, f"output: {tmp}/afile/out\nruns:\n" + GOOD_RUN)
+        pattern = r"afile/out"
+    elif case == "unknown-option":
+        write(job, head + GOOD_RUN)
+        args = ["--frobnicate"]
+        pattern = r"--frobnicate"
+    elif case == "diverging":
+        write(job, head + "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 5, time_scale: 1.0e+308}\n")
+        pattern = r"step \d+: .*(outer weight|reduced risk|gradient).* (nan|inf|-nan|-inf)"
+    elif case == "missing-job-file":
+        job = os.path.join(tmp, "absent.yaml")
+        pattern = r"absent\.yaml"
+    else:
+        raise SystemExit(f"unknown case {case}")
+    return job, args, np_, pattern
+
+
+def bad(case):
+    with tempfile.TemporaryDirectory() as tmp:
+        job, args, np_, pattern = bad_case(case, tmp)
+        proc = run(np_, args + [job], timeout=120)
+        print(proc.stdout[-1500:], proc.stderr[-1500:])
+        status = 3 if case == "diverging" else 2
+        check(proc.returncode == status, f"{case}: exit status {status} (got {proc.returncode})")
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("varpro-rbf: error:")]
+        check(len(lines) == 1, f"{case}: exactly one error line (got {len(lines)})")
+        check(any(re.search(pattern, l) for l in lines), f"{case}: message matches /{pattern}/")
+        check("PETSC ERROR" not in proc.stderr, f"{case}: no PETSc traceback")
+        out = os.path.join(tmp, "out")
+        leftovers = [f for f in os.listdir(out)] if os.path.isdir(out) else []
+        check(not any(f.endswith(".h5") for f in leftovers), f"{case}: no complete result file written")
+
+
+def main():
+    what = sys.argv[1]
+    if what == "fixture":
+        fixture(sys.argv[2], int(sys.argv[3]))
+    elif what == "ranks":
+        ranks()
+    elif what == "bad":
+        bad(sys.argv[2])
+    else:
+        raise SystemExit(__doc__)
+    print(f"{failures} failure(s)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
