@@ -10,7 +10,8 @@ static PetscErrorCode VarproErrorHandler(MPI_Comm comm, int line, const char *fu
 {
   PetscMPIInt rank = 0;
 
-  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP) return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
+  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP)
+    return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
   if (p != PETSC_ERROR_INITIAL) return n;
   if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &rank);
   if (rank == 0) {

@@ -23,25 +23,25 @@
 
 /* Limitation: arrays go to HDF5 as native doubles, so PetscReal must be double. */
 #if !defined(PETSC_USE_REAL_DOUBLE)
-#  error "h5io.c requires PETSc configured with double precision reals"
+#error "h5io.c requires PETSc configured with double precision reals"
 #endif
 
 /* Raises PETSC_ERR_LIB with the text of an HDF5 call that returned a negative value. */
-#define PetscCallH5(call) \
-  do { \
-    if ((call) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: %s", #call); \
+#define PetscCallH5(call)                                                                                              \
+  do {                                                                                                                 \
+    if ((call) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: %s", #call);                            \
   } while (0)
 
 #define VARPRO_CONFIG_TEXT_MAX 8192
-#define VARPRO_REASON_MAX      256
+#define VARPRO_REASON_MAX 256
 
 /* Buffer and chunk sizes of the histories: rows of 1-D histories per chunk and per buffer,
    bytes of one snapshot chunk and of the snapshot buffer. */
-#define HISTORY_CHUNK_ROWS      4096
-#define HISTORY_BUFFER_ROWS     1024
-#define SNAPSHOT_CHUNK_BYTES    (1 << 20)
+#define HISTORY_CHUNK_ROWS 4096
+#define HISTORY_BUFFER_ROWS 1024
+#define SNAPSHOT_CHUNK_BYTES (1 << 20)
 #define SNAPSHOT_CHUNK_ROWS_MAX 16
-#define SNAPSHOT_BUFFER_BYTES   (8 << 20)
+#define SNAPSHOT_BUFFER_BYTES (8 << 20)
 
 /* One dataset of a history: each row is rowlen 8-byte elements (float64 or int64). */
 typedef struct {
@@ -61,8 +61,7 @@ typedef struct {
   PetscInt     nbuf, capacity; /* rows buffered, rows the buffers hold */
   hsize_t      chunk;          /* rows per HDF5 chunk */
   hsize_t      nfile;          /* rows already written */
-  PetscInt     nappended;      /* rows appended so far */
-  PetscInt     last_step;      /* step of the last append */
+  PetscInt     last_step;      /* step of the last append, PETSC_MIN_INT before the first */
 } ResultHistory;
 
 struct _p_VarproResult {
@@ -116,8 +115,7 @@ static PetscErrorCode H5ErrorPrintingRestore_Private(const H5ErrorPrinting *save
 
 /* Opens path read-only. A missing, unreadable or non-HDF5 file is not raised: *file is then
    negative and reason says why. */
-static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, char reason[],
-                                             size_t len)
+static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, char reason[], size_t len)
 {
   struct stat     st;
   H5ErrorPrinting saved;
@@ -144,8 +142,8 @@ static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, cha
 }
 
 /* Creates or replaces the scalar attribute name of loc. */
-static PetscErrorCode H5AttrWrite_Private(hid_t loc, const char name[], hid_t filetype,
-                                          hid_t memtype, const void *value)
+static PetscErrorCode H5AttrWrite_Private(hid_t loc, const char name[], hid_t filetype, hid_t memtype,
+                                          const void *value)
 {
   htri_t exists;
   hid_t  space, attr;
@@ -214,8 +212,7 @@ static PetscErrorCode H5AttrReadString_Private(hid_t loc, const char name[], cha
       PetscCallH5(H5free_memory(vstr));
     } else {
       size = H5Tget_size(filetype);
-      PetscCheck(size > 0, PETSC_COMM_SELF, PETSC_ERR_LIB,
-                 "HDF5 call failed: H5Tget_size(filetype)");
+      PetscCheck(size > 0, PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: H5Tget_size(filetype)");
       PetscCall(PetscCalloc1(size + 1, value));
       PetscCallH5(H5Aread(attr, memtype, *value));
     }
@@ -238,15 +235,14 @@ typedef struct {
 } DataSpec;
 
 static const DataSpec data_specs[4] = {
-    {"inputs", 2, "N", -1},
-    {"targets", 1, "N", 0},
-    {"teacher_features", 2, "T", -1},
-    {"student_features_init", 2, "M", -1},
+  {"inputs", 2, "N", -1},
+  {"targets", 1, "N", 0},
+  {"teacher_features", 2, "T", -1},
+  {"student_features_init", 2, "M", -1},
 };
 
 /* Writes dims as "512 x 2", or "scalar". */
-static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], char buf[],
-                                              size_t len)
+static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], char buf[], size_t len)
 {
   size_t used = 0;
 
@@ -261,8 +257,7 @@ static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], c
 }
 
 /* Checks the shape of dataset s; rows[] holds the row counts of the datasets before it. */
-static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dset, hsize_t rows[],
-                                             char msg[])
+static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dset, hsize_t rows[], char msg[])
 {
   const DataSpec *spec = &data_specs[s];
   hid_t           space;
@@ -289,21 +284,20 @@ static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dse
   /* Say what was found and what was expected */
   PetscCall(DataFormatShape_Private(ndims, dims, shape, sizeof(shape)));
   if (spec->rows_from >= 0)
-    snprintf(expected, sizeof(expected), "%llu%s (%s from '%s')",
-             (unsigned long long)rows[spec->rows_from], spec->ndims == 2 ? " x 2" : "",
-             spec->rows_name, data_specs[spec->rows_from].name);
+    snprintf(expected, sizeof(expected), "%llu%s (%s from '%s')", (unsigned long long)rows[spec->rows_from],
+             spec->ndims == 2 ? " x 2" : "", spec->rows_name, data_specs[spec->rows_from].name);
   else
-    snprintf(expected, sizeof(expected), "%s%s with %s >= 1", spec->rows_name,
-             spec->ndims == 2 ? " x 2" : "", spec->rows_name);
-  PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' has shape %s, expected %s", path,
-                          spec->name, shape, expected));
+    snprintf(expected, sizeof(expected), "%s%s with %s >= 1", spec->rows_name, spec->ndims == 2 ? " x 2" : "",
+             spec->rows_name);
+  PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' has shape %s, expected %s", path, spec->name, shape,
+                          expected));
   PetscFunctionReturn(0);
 }
 
 /* Opens dataset s of file and checks that it is numeric and has the right shape. A problem
    the user can fix goes to msg, with *dset closed and negative. */
-static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int s, hsize_t rows[],
-                                              hid_t *dset, char msg[])
+static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int s, hsize_t rows[], hid_t *dset,
+                                              char msg[])
 {
   const char     *name = data_specs[s].name;
   htri_t          exists;
@@ -316,9 +310,9 @@ static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int
   PetscCallH5(exists = H5Lexists(file, name, H5P_DEFAULT));
   if (!exists) {
     PetscCall(PetscSNPrintf(
-        msg, VARPRO_MSG_MAX,
-        "%s: no dataset '%s' (a data file holds inputs, targets, teacher_features and student_features_init)",
-        path, name));
+      msg, VARPRO_MSG_MAX,
+      "%s: no dataset '%s' (a data file holds inputs, targets, teacher_features and student_features_init)", path,
+      name));
     PetscFunctionReturn(0);
   }
   PetscCall(H5ErrorPrintingOff_Private(&saved));
@@ -334,9 +328,9 @@ static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int
   PetscCallH5(cls = H5Tget_class(type));
   PetscCallH5(H5Tclose(type));
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
-                            "%s: dataset '%s' is not numeric (float or integer)", path, name));
-  else PetscCall(DataCheckShape_Private(path, s, *dset, rows, msg));
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' is not numeric (float or integer)", path, name));
+  else
+    PetscCall(DataCheckShape_Private(path, s, *dset, rows, msg));
   if (msg[0]) {
     PetscCallH5(H5Dclose(*dset));
     *dset = H5I_INVALID_HID;
@@ -345,8 +339,7 @@ static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int
 }
 
 /* Rank 0: checks all four datasets, then allocates and reads them as float64. */
-static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], VarproData *data,
-                                               char msg[])
+static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], VarproData *data, char msg[])
 {
   hid_t      dset[4] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
   hsize_t    rows[4] = {0, 0, 0, 0};
@@ -354,16 +347,15 @@ static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], Va
 
   PetscFunctionBeginUser;
   /* Check every dataset before reading any, stopping at the first problem */
-  for (int s = 0; s < 4 && !msg[0]; s++)
-    PetscCall(DataOpenDataset_Private(file, path, s, rows, &dset[s], msg));
+  for (int s = 0; s < 4 && !msg[0]; s++) PetscCall(DataOpenDataset_Private(file, path, s, rows, &dset[s], msg));
 
   /* Read; the row counts fit PetscInt by the shape check */
   if (!msg[0]) {
     data->N = (PetscInt)rows[0];
     data->T = (PetscInt)rows[2];
     data->M = (PetscInt)rows[3];
-    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T,
-                           &data->teacher_features, 2 * data->M, &data->student_features_init));
+    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T, &data->teacher_features,
+                           2 * data->M, &data->student_features_init));
     arrays[0] = data->inputs;
     arrays[1] = data->targets;
     arrays[2] = data->teacher_features;
@@ -418,8 +410,8 @@ PetscErrorCode VarproDataRead(MPI_Comm comm, const char path[], VarproData *data
     data->N = sizes[0];
     data->T = sizes[1];
     data->M = sizes[2];
-    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T,
-                           &data->teacher_features, 2 * data->M, &data->student_features_init));
+    PetscCall(PetscMalloc4(2 * data->N, &data->inputs, data->N, &data->targets, 2 * data->T, &data->teacher_features,
+                           2 * data->M, &data->student_features_init));
   }
   PetscCall(PetscMPIIntCast(2 * data->N, &n[0]));
   PetscCall(PetscMPIIntCast(2 * data->T, &n[1]));
@@ -435,8 +427,7 @@ PetscErrorCode VarproDataRead(MPI_Comm comm, const char path[], VarproData *data
 PetscErrorCode VarproDataDestroy(VarproData *data)
 {
   PetscFunctionBeginUser;
-  PetscCall(
-      PetscFree4(data->inputs, data->targets, data->teacher_features, data->student_features_init));
+  PetscCall(PetscFree4(data->inputs, data->targets, data->teacher_features, data->student_features_init));
   PetscCall(PetscMemzero(data, sizeof(*data)));
   PetscFunctionReturn(0);
 }
@@ -465,8 +456,8 @@ static PetscErrorCode OutputDirMake_Private(const char dir[], char msg[])
     if (i < len && c != '/') continue;
     prefix[i] = 0;
     if (mkdir(prefix, 0777) && errno != EEXIST) {
-      PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot create %s: %s", dir,
-                              prefix, strerror(errno)));
+      PetscCall(
+        PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot create %s: %s", dir, prefix, strerror(errno)));
       PetscFunctionReturn(0);
     }
     prefix[i] = c;
@@ -491,14 +482,12 @@ static PetscErrorCode OutputDirProbe_Private(const char dir[], char msg[])
   PetscCall(PetscSNPrintf(probe, sizeof(probe), "%s/.varpro-write-test-%ld", dir, (long)getpid()));
   fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) {
-    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
-                            "output directory %s: cannot create a file in it: %s", dir,
-                            strerror(errno)));
+    PetscCall(
+      PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot create a file in it: %s", dir, strerror(errno)));
     PetscFunctionReturn(0);
   }
   if (close(fd) || unlink(probe))
-    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
-                            "output directory %s: cannot remove test file %s: %s", dir, probe,
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot remove test file %s: %s", dir, probe,
                             strerror(errno)));
   PetscFunctionReturn(0);
 }
@@ -536,8 +525,8 @@ PetscErrorCode VarproResultPath(const char dir[], const VarproConfig *cfg, char 
 }
 
 /* Rank 0: compares the stored configuration text of an existing result with cfg's. */
-static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproConfig *cfg,
-                                               PetscBool *exists, char msg[])
+static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproConfig *cfg, PetscBool *exists,
+                                               char msg[])
 {
   struct stat st;
   hid_t       file;
@@ -552,18 +541,15 @@ static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproCo
   /* An existing file must be a result of this very configuration */
   PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
   if (file < 0) {
-    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
-                            "unreadable result file %s (%s); remove it or use --force", path,
-                            reason));
+    PetscCall(
+      PetscSNPrintf(msg, VARPRO_MSG_MAX, "unreadable result file %s (%s); remove it or use --force", path, reason));
     PetscFunctionReturn(0);
   }
   PetscCall(H5AttrReadString_Private(file, "configuration", &stored));
   PetscCallH5(H5Fclose(file));
   if (!stored) {
     PetscCall(PetscSNPrintf(
-        msg, VARPRO_MSG_MAX,
-        "unreadable result file %s (no 'configuration' attribute); remove it or use --force",
-        path));
+      msg, VARPRO_MSG_MAX, "unreadable result file %s (no 'configuration' attribute); remove it or use --force", path));
     PetscFunctionReturn(0);
   }
   PetscCall(VarproConfigFormat(cfg, expected, sizeof(expected)));
@@ -571,14 +557,12 @@ static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproCo
   PetscCall(PetscFree(stored));
   if (!same)
     PetscCall(PetscSNPrintf(
-        msg, VARPRO_MSG_MAX,
-        "%s: a result for a different configuration exists under this name; remove it or use --force",
-        path));
+      msg, VARPRO_MSG_MAX,
+      "%s: a result for a different configuration exists under this name; remove it or use --force", path));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg,
-                                  PetscBool *exists)
+PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool *exists)
 {
   PetscMPIInt    rank;
   PetscErrorCode ierr = 0;
@@ -600,8 +584,8 @@ PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproC
 /* ---- result histories -------------------------------------------------------------------- */
 
 /* Describes column c of h: a dataset of shape (rows, tail0[, tail1]) with ndims dimensions. */
-static void HistorySetColumn_Private(ResultHistory *h, PetscInt c, const char name[],
-                                     PetscBool integer, int ndims, hsize_t tail0, hsize_t tail1)
+static void HistorySetColumn_Private(ResultHistory *h, PetscInt c, const char name[], PetscBool integer, int ndims,
+                                     hsize_t tail0, hsize_t tail1)
 {
   ResultColumn *col = &h->column[c];
 
@@ -636,11 +620,10 @@ static void ResultSetUpHistories_Private(VarproResult res, const VarproConfig *c
   HistorySetColumn_Private(&res->snapshots, 0, "snapshot_steps", PETSC_TRUE, 1, 0, 0);
   HistorySetColumn_Private(&res->snapshots, 1, "snapshot_features", PETSC_FALSE, 3, M, 2);
   HistorySetColumn_Private(&res->snapshots, 2, "snapshot_outer_weights", PETSC_FALSE, 2, M, 0);
-  res->snapshots.chunk = PetscMax(
-      1, PetscMin(SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_CHUNK_BYTES / (2 * M * sizeof(PetscReal))));
-  res->snapshots.chunk = PetscMin(res->snapshots.chunk, (hsize_t)snapshots);
-  res->snapshots.capacity =
-      (PetscInt)PetscMax(1, PetscMin((hsize_t)snapshots, SNAPSHOT_BUFFER_BYTES / rowbytes));
+  res->snapshots.chunk =
+    PetscMax(1, PetscMin(SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_CHUNK_BYTES / (2 * M * sizeof(PetscReal))));
+  res->snapshots.chunk    = PetscMin(res->snapshots.chunk, (hsize_t)snapshots);
+  res->snapshots.capacity = (PetscInt)PetscMax(1, PetscMin((hsize_t)snapshots, SNAPSHOT_BUFFER_BYTES / rowbytes));
 
   /* MMD: one step and one value per evaluation */
   HistorySetColumn_Private(&res->mmds, 0, "mmd_steps", PETSC_TRUE, 1, 0, 0);
@@ -665,8 +648,7 @@ static PetscErrorCode HistoryCreate_Private(hid_t file, ResultHistory *h)
     PetscCallH5(space = H5Screate_simple(col->ndims, dims, maxdims));
     PetscCallH5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
     PetscCallH5(H5Pset_chunk(dcpl, col->ndims, chunk));
-    PetscCallH5(col->dset =
-                    H5Dcreate2(file, col->name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    PetscCallH5(col->dset = H5Dcreate2(file, col->name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     PetscCallH5(H5Pclose(dcpl));
     PetscCallH5(H5Sclose(space));
     PetscCall(PetscMalloc1((size_t)h->capacity * col->rowlen * 8, &col->buf));
@@ -687,8 +669,8 @@ static PetscErrorCode ColumnWrite_Private(ResultColumn *col, hsize_t offset, hsi
   PetscCallH5(filespace = H5Dget_space(col->dset));
   PetscCallH5(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL));
   PetscCallH5(memspace = H5Screate_simple(col->ndims, count, NULL));
-  PetscCallH5(H5Dwrite(col->dset, col->integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, memspace,
-                       filespace, H5P_DEFAULT, col->buf));
+  PetscCallH5(H5Dwrite(col->dset, col->integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT,
+                       col->buf));
   PetscCallH5(H5Sclose(memspace));
   PetscCallH5(H5Sclose(filespace));
   PetscFunctionReturn(0);
@@ -699,8 +681,7 @@ static PetscErrorCode HistoryFlush_Private(ResultHistory *h)
 {
   PetscFunctionBeginUser;
   if (h->nbuf == 0) PetscFunctionReturn(0);
-  for (PetscInt c = 0; c < h->ncolumns; c++)
-    PetscCall(ColumnWrite_Private(&h->column[c], h->nfile, (hsize_t)h->nbuf));
+  for (PetscInt c = 0; c < h->ncolumns; c++) PetscCall(ColumnWrite_Private(&h->column[c], h->nfile, (hsize_t)h->nbuf));
   h->nfile += (hsize_t)h->nbuf;
   h->nbuf = 0;
   PetscFunctionReturn(0);
@@ -718,22 +699,27 @@ static PetscErrorCode HistoryClose_Private(ResultHistory *h)
   PetscFunctionReturn(0);
 }
 
-/* Every rank: the appends of a history come in step order (consecutive steps for losses), on a
-   result that is not finished. A slip here would silently misalign the histories. */
-static PetscErrorCode HistoryCheckStep_Private(VarproResult res, ResultHistory *h, PetscInt step,
-                                               PetscBool consecutive)
+/* Every rank: what is about to be written goes to a result that is not finished yet. */
+static PetscErrorCode ResultCheckOpen_Private(VarproResult res, const char what[])
 {
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "%s: append to a finished result", res->path);
-  if (h->nappended > 0) {
-    PetscCheck(consecutive ? step == h->last_step + 1 : step > h->last_step, PETSC_COMM_SELF,
-               PETSC_ERR_ARG_OUTOFRANGE,
-               "%s: %s of step %" PetscInt_FMT " appended after step %" PetscInt_FMT, res->path,
-               h->column[0].name, step, h->last_step);
+  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "%s: %s written to a finished result",
+             res->path, what);
+  PetscFunctionReturn(0);
+}
+
+/* Every rank: the appends of a history come in step order (consecutive steps for losses), on a
+   result that is not finished. A slip here would silently misalign the histories. */
+static PetscErrorCode HistoryCheckStep_Private(VarproResult res, ResultHistory *h, PetscInt step, PetscBool consecutive)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ResultCheckOpen_Private(res, h->column[0].name));
+  if (h->last_step != PETSC_MIN_INT) {
+    PetscCheck(consecutive ? step == h->last_step + 1 : step > h->last_step, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "%s: %s of step %" PetscInt_FMT " appended after step %" PetscInt_FMT, res->path, h->column[0].name,
+               step, h->last_step);
   }
   h->last_step = step;
-  h->nappended++;
   PetscFunctionReturn(0);
 }
 
@@ -753,8 +739,7 @@ static PetscErrorCode ResultFlush_Private(VarproResult res)
 }
 
 /* Rank 0: copies one row into the buffers of h; a full buffer or an old flush writes out all. */
-static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h,
-                                           const void *const row[])
+static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h, const void *const row[])
 {
   PetscLogDouble now;
 
@@ -766,8 +751,7 @@ static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h,
   }
   h->nbuf++;
   PetscCall(PetscTime(&now));
-  if (h->nbuf == h->capacity || now - res->last_flush >= res->flush_seconds)
-    PetscCall(ResultFlush_Private(res));
+  if (h->nbuf == h->capacity || now - res->last_flush >= res->flush_seconds) PetscCall(ResultFlush_Private(res));
   PetscFunctionReturn(0);
 }
 
@@ -779,8 +763,7 @@ static PetscErrorCode ResultWriteConfig_Private(VarproResult res, const VarproCo
   PetscFunctionBeginUser;
   PetscCall(VarproConfigFormat(cfg, text, sizeof(text)));
   PetscCall(H5AttrWriteString_Private(res->file, "name", cfg->name));
-  PetscCall(H5AttrWriteString_Private(res->file, "regularization",
-                                      VarproRegularizations[cfg->regularization]));
+  PetscCall(H5AttrWriteString_Private(res->file, "regularization", VarproRegularizations[cfg->regularization]));
   PetscCall(H5AttrWriteInt_Private(res->file, "student_width", res->M));
   PetscCall(H5AttrWriteReal_Private(res->file, "lambda", cfg->lambda));
   PetscCall(H5AttrWriteReal_Private(res->file, "gamma", cfg->gamma));
@@ -810,8 +793,8 @@ static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproCon
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg,
-                                  PetscInt M, PetscInt T, VarproResult *res)
+PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
+                                  VarproResult *res)
 {
   VarproResult   r;
   PetscErrorCode ierr = 0;
@@ -830,8 +813,7 @@ PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproC
   PetscCallMPI(MPI_Comm_rank(comm, &r->rank));
   PetscCall(VarproResultPath(dir, cfg, r->path, sizeof(r->path)));
   PetscCall(PetscSNPrintf(r->partial_path, sizeof(r->partial_path), "%s.partial", r->path));
-  PetscCall(
-      PetscOptionsGetReal(NULL, NULL, "-varpro_result_flush_seconds", &r->flush_seconds, NULL));
+  PetscCall(PetscOptionsGetReal(NULL, NULL, "-varpro_result_flush_seconds", &r->flush_seconds, NULL));
   ResultSetUpHistories_Private(r, cfg);
 
   /* Rank 0 writes; not PetscCall, since its outcome is shared before any rank returns */
@@ -842,16 +824,15 @@ PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproC
 }
 
 /* Rank 0: the teacher as a T x 2 contiguous dataset. */
-static PetscErrorCode ResultWriteTeacherRoot_Private(VarproResult    res,
-                                                     const PetscReal teacher_features[])
+static PetscErrorCode ResultWriteTeacherRoot_Private(VarproResult res, const PetscReal teacher_features[])
 {
   hsize_t dims[2] = {(hsize_t)res->T, 2};
   hid_t   space, dset;
 
   PetscFunctionBeginUser;
   PetscCallH5(space = H5Screate_simple(2, dims, NULL));
-  PetscCallH5(dset = H5Dcreate2(res->file, "teacher_features", H5T_IEEE_F64LE, space, H5P_DEFAULT,
-                                H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(
+    dset = H5Dcreate2(res->file, "teacher_features", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   PetscCallH5(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, teacher_features));
   PetscCallH5(H5Dclose(dset));
   PetscCallH5(H5Sclose(space));
@@ -863,16 +844,14 @@ PetscErrorCode VarproResultWriteTeacher(VarproResult res, const PetscReal teache
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "%s: teacher written to a finished result", res->path);
+  PetscCall(ResultCheckOpen_Private(res, "teacher_features"));
   if (res->rank == 0) ierr = ResultWriteTeacherRoot_Private(res, teacher_features);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   PetscFunctionReturn(0);
 }
 
 /* Not collective: called every step, so no communication; rank 0 buffers. */
-PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal loss,
-                                      PetscReal step_time)
+PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal loss, PetscReal step_time)
 {
   const void *row[2] = {&loss, &step_time};
 
@@ -884,8 +863,7 @@ PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal
 }
 
 /* Not collective; features is M x 2, outer_weights is M. */
-PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step,
-                                          const PetscReal features[],
+PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step, const PetscReal features[],
                                           const PetscReal outer_weights[])
 {
   PetscInt64  step64 = step;
@@ -916,8 +894,7 @@ PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[],
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "%s: attribute %s set on a finished result", res->path, name);
+  PetscCall(ResultCheckOpen_Private(res, name));
   if (res->rank == 0) ierr = H5AttrWriteReal_Private(res->file, name, value);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   PetscFunctionReturn(0);
@@ -928,21 +905,18 @@ PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], 
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "%s: attribute %s set on a finished result", res->path, name);
+  PetscCall(ResultCheckOpen_Private(res, name));
   if (res->rank == 0) ierr = H5AttrWriteInt_Private(res->file, name, value);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[],
-                                              const char value[])
+PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[])
 {
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "%s: attribute %s set on a finished result", res->path, name);
+  PetscCall(ResultCheckOpen_Private(res, name));
   if (res->rank == 0) ierr = H5AttrWriteString_Private(res->file, name, value);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   PetscFunctionReturn(0);
@@ -968,8 +942,8 @@ static PetscErrorCode ResultFinishRoot_Private(VarproResult res)
   PetscFunctionBeginUser;
   PetscCall(H5AttrWriteInt_Private(res->file, "complete", 1));
   PetscCall(ResultClose_Private(res));
-  PetscCheck(!rename(res->partial_path, res->path), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE,
-             "cannot rename %s to %s: %s", res->partial_path, res->path, strerror(errno));
+  PetscCheck(!rename(res->partial_path, res->path), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot rename %s to %s: %s",
+             res->partial_path, res->path, strerror(errno));
   PetscFunctionReturn(0);
 }
 
@@ -978,8 +952,7 @@ PetscErrorCode VarproResultFinish(VarproResult res)
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
-  PetscCheck(!res->finished, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "%s: result finished twice",
-             res->path);
+  PetscCall(ResultCheckOpen_Private(res, "complete"));
   if (res->rank == 0) ierr = ResultFinishRoot_Private(res);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   res->finished = PETSC_TRUE;

@@ -11,7 +11,10 @@
      runs: [{RUN KEYS}, ...]
      RUN KEYS: name, regularization*, student_width*, lambda*, gamma*, seed*, epochs, N,
                teacher_width, time_scale, saving_step, mmd_points, data: {file: PATH}
-               (* grid keys: a value or a sequence of values) */
+               (* grid keys: a value or a sequence of values)
+
+   Limitations: a job file is at most 16 MiB and expands to at most 100000 configurations;
+   anchors, aliases, merge keys and tags are refused rather than resolved. */
 #include "varpro_impl.h"
 
 #include <ctype.h>
@@ -27,18 +30,18 @@
 const char *const VarproRegularizations[] = {"biased", "unbiased", NULL};
 
 /* Values of keys a job file leaves out */
-#define JOB_DEFAULT_LAMBDA        1e-3
-#define JOB_DEFAULT_GAMMA         100.0
-#define JOB_DEFAULT_EPOCHS        32000
-#define JOB_DEFAULT_N             4096
+#define JOB_DEFAULT_LAMBDA 1e-3
+#define JOB_DEFAULT_GAMMA 100.0
+#define JOB_DEFAULT_EPOCHS 32000
+#define JOB_DEFAULT_N 4096
 #define JOB_DEFAULT_TEACHER_WIDTH 4096
-#define JOB_DEFAULT_TIME_SCALE    0.0009765625 /* 2^-10 */
-#define JOB_DEFAULT_MMD_POINTS    1001
+#define JOB_DEFAULT_TIME_SCALE 0.0009765625 /* 2^-10 */
+#define JOB_DEFAULT_MMD_POINTS 1001
 
 /* Limits: a job file is a short text; a job of more configurations is surely a typo */
-#define JOB_FILE_MAX    (16 * 1024 * 1024) /* bytes */
+#define JOB_FILE_MAX (16 * 1024 * 1024) /* bytes */
 #define JOB_CONFIGS_MAX 100000
-#define JOB_QUOTE_MAX   64 /* characters of the user's text repeated in a message */
+#define JOB_QUOTE_MAX 64 /* characters of the user's text repeated in a message */
 
 /* The keys of a run, in the order of the canonical text; the grid keys regularization ... seed
    are contiguous and in expansion order, outermost first. */
@@ -92,23 +95,24 @@ typedef union {
 
 /* The keys one mapping of the file gives (a run, or the defaults), before expansion. */
 typedef struct {
-  yaml_mark_t start;                     /* of the mapping */
-  PetscBool   set[NUM_RUN_KEYS];         /* the key is given */
-  yaml_mark_t mark[NUM_RUN_KEYS];        /* where the key is given */
-  PetscInt    n[NUM_RUN_KEYS];           /* values given: 1, or a grid sequence's length */
-  PetscInt    cap[NUM_RUN_KEYS];         /* room in values[] */
-  KeyValue   *values[NUM_RUN_KEYS];      /* n[] values; unused for name and data */
-  char        name[VARPRO_NAME_MAX];     /* KEY_NAME */
+  yaml_mark_t start;                      /* of the mapping */
+  PetscBool   set[NUM_RUN_KEYS];          /* the key is given */
+  yaml_mark_t mark[NUM_RUN_KEYS];         /* where the key is given */
+  PetscInt    n[NUM_RUN_KEYS];            /* values given: 1, or a grid sequence's length */
+  PetscInt    cap[NUM_RUN_KEYS];          /* room in values[] */
+  KeyValue   *values[NUM_RUN_KEYS];       /* n[] values; unused for name and data */
+  char        name[VARPRO_NAME_MAX];      /* KEY_NAME */
   char        data_file[VARPRO_PATH_MAX]; /* KEY_DATA */
-  PetscInt    first, count;              /* its configurations in the expanded job */
+  PetscInt    first, count;               /* its configurations in the expanded job */
 } RunSpec;
 
 /* The whole file, before expansion. */
 typedef struct {
-  char     output_dir[VARPRO_PATH_MAX];
-  RunSpec  defaults;
-  PetscInt nruns, maxruns;
-  RunSpec *runs;
+  char        output_dir[VARPRO_PATH_MAX];
+  RunSpec     defaults;
+  yaml_mark_t runs_mark; /* of the runs sequence */
+  PetscInt    nruns, maxruns;
+  RunSpec    *runs;
 } JobSpec;
 
 /* The state of reading: libyaml's parser, its current event, and the first problem found. */
@@ -124,9 +128,9 @@ typedef struct {
 } JobReader;
 
 /* Ends the calling function once a problem is recorded: the first problem is the one reported. */
-#define JobCheckProblem(r) \
-  do { \
-    if ((r)->msg[0]) PetscFunctionReturn(0); \
+#define JobCheckProblem(r)                                                                                             \
+  do {                                                                                                                 \
+    if ((r)->msg[0]) PetscFunctionReturn(0);                                                                           \
   } while (0)
 
 /* ---- messages ------------------------------------------------------------------------- */
@@ -159,8 +163,10 @@ static yaml_mark_t JobOffsetMark(const JobReader *r, size_t offset)
   yaml_mark_t mark = {0, 0, 0};
 
   for (size_t i = 0; i < offset && i < r->len; i++) {
-    if (r->text[i] == '\n') mark.line++, mark.column = 0;
-    else mark.column++;
+    if (r->text[i] == '\n')
+      mark.line++, mark.column = 0;
+    else
+      mark.column++;
   }
   mark.index = offset;
   return mark;
@@ -173,13 +179,15 @@ static PetscErrorCode JobSyntaxProblem(JobReader *r)
   yaml_mark_t          mark = p->problem_mark;
 
   PetscFunctionBeginUser;
-  PetscCheck(p->error != YAML_MEMORY_ERROR, PETSC_COMM_SELF, PETSC_ERR_MEM, "libyaml ran out of memory reading %s", r->path);
+  PetscCheck(p->error != YAML_MEMORY_ERROR, PETSC_COMM_SELF, PETSC_ERR_MEM, "libyaml ran out of memory reading %s",
+             r->path);
   if (p->error == YAML_READER_ERROR) mark = JobOffsetMark(r, p->problem_offset);
   JobSetField(r, "", "yaml");
   if (p->context)
-    JobProblem(r, mark, "%s (%s starting at line %zu, column %zu)", p->problem ? p->problem : "syntax error", p->context, p->context_mark.line + 1,
-               p->context_mark.column + 1);
-  else JobProblem(r, mark, "%s", p->problem ? p->problem : "syntax error");
+    JobProblem(r, mark, "%s (%s starting at line %zu, column %zu)", p->problem ? p->problem : "syntax error",
+               p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+  else
+    JobProblem(r, mark, "%s", p->problem ? p->problem : "syntax error");
   PetscFunctionReturn(0);
 }
 
@@ -189,16 +197,11 @@ static PetscErrorCode JobSyntaxProblem(JobReader *r)
 static const char *JobEventWhat(const yaml_event_t *e)
 {
   switch (e->type) {
-  case YAML_SCALAR_EVENT:
-    return e->data.scalar.length ? "a scalar" : "an empty value";
-  case YAML_SEQUENCE_START_EVENT:
-    return "a sequence";
-  case YAML_MAPPING_START_EVENT:
-    return "a mapping";
-  case YAML_ALIAS_EVENT:
-    return "an alias";
-  default:
-    return "the end of a collection";
+  case YAML_SCALAR_EVENT: return e->data.scalar.length ? "a scalar" : "an empty value";
+  case YAML_SEQUENCE_START_EVENT: return "a sequence";
+  case YAML_MAPPING_START_EVENT: return "a mapping";
+  case YAML_ALIAS_EVENT: return "an alias";
+  default: return "the end of a collection";
   }
 }
 
@@ -228,8 +231,10 @@ static PetscErrorCode JobNext(JobReader *r)
   }
   r->has_event = PETSC_TRUE;
   JobEventDecorations(&r->event, &anchor, &tag);
-  if (anchor) JobProblem(r, r->event.start_mark, "anchors and aliases are not supported; write the values out");
-  else if (tag) JobProblem(r, r->event.start_mark, "tags are not supported");
+  if (anchor)
+    JobProblem(r, r->event.start_mark, "anchors and aliases are not supported; write the values out");
+  else if (tag)
+    JobProblem(r, r->event.start_mark, "tags are not supported");
   PetscFunctionReturn(0);
 }
 
@@ -246,8 +251,10 @@ static PetscBool JobScalarIsNumber(JobReader *r, const char expected[])
 {
   const yaml_event_t *e = &r->event;
 
-  if (e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) JobProblem(r, e->start_mark, "expected %s, got quoted or block text", expected);
-  else if (!e->data.scalar.length) JobProblem(r, e->start_mark, "expected %s, got an empty value", expected);
+  if (e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    JobProblem(r, e->start_mark, "expected %s, got quoted or block text", expected);
+  else if (!e->data.scalar.length)
+    JobProblem(r, e->start_mark, "expected %s, got an empty value", expected);
   return r->msg[0] ? PETSC_FALSE : PETSC_TRUE;
 }
 
@@ -263,7 +270,7 @@ static PetscBool JobTextToInt(const char text[], PetscInt64 *value, PetscBool *o
     if (!isdigit((unsigned char)*p)) return PETSC_FALSE;
   errno     = 0;
   v         = strtoll(text, &end, 10);
-  *overflow = (errno == ERANGE || v < INT64_MIN || v > INT64_MAX) ? PETSC_TRUE : PETSC_FALSE;
+  *overflow = errno == ERANGE ? PETSC_TRUE : PETSC_FALSE;
   *value    = (PetscInt64)v;
   return *end ? PETSC_FALSE : PETSC_TRUE;
 }
@@ -276,10 +283,14 @@ static void JobScalarInt(JobReader *r, const KeyInfo *info, PetscInt64 *value)
   PetscBool   overflow;
 
   if (!JobScalarIsNumber(r, "an integer")) return;
-  if (!JobTextToInt(text, value, &overflow)) JobProblem(r, mark, "expected an integer, got '%.*s'", JOB_QUOTE_MAX, text);
-  else if (overflow) JobProblem(r, mark, "out of range, got '%.*s'", JOB_QUOTE_MAX, text);
-  else if (*value < info->min) JobProblem(r, mark, "must be >= %" PRId64 ", got %" PRId64, info->min, *value);
-  else if (*value > info->max) JobProblem(r, mark, "must be <= %" PRId64 ", got %" PRId64, info->max, *value);
+  if (!JobTextToInt(text, value, &overflow))
+    JobProblem(r, mark, "expected an integer, got '%.*s'", JOB_QUOTE_MAX, text);
+  else if (overflow)
+    JobProblem(r, mark, "out of range, got '%.*s'", JOB_QUOTE_MAX, text);
+  else if (*value < info->min)
+    JobProblem(r, mark, "must be >= %" PRId64 ", got %" PRId64, info->min, *value);
+  else if (*value > info->max)
+    JobProblem(r, mark, "must be <= %" PRId64 ", got %" PRId64, info->max, *value);
 }
 
 /* The current scalar as a finite real, positive when info asks for it. */
@@ -291,9 +302,12 @@ static void JobScalarReal(JobReader *r, const KeyInfo *info, PetscReal *value)
 
   if (!JobScalarIsNumber(r, "a real number")) return;
   *value = strtod(text, &end);
-  if (isspace((unsigned char)text[0]) || *end) JobProblem(r, mark, "expected a real number, got '%.*s'", JOB_QUOTE_MAX, text);
-  else if (!isfinite(*value)) JobProblem(r, mark, "must be finite, got '%.*s'", JOB_QUOTE_MAX, text);
-  else if (info->positive && !(*value > 0)) JobProblem(r, mark, "must be > 0, got %.*s", JOB_QUOTE_MAX, text);
+  if (isspace((unsigned char)text[0]) || *end)
+    JobProblem(r, mark, "expected a real number, got '%.*s'", JOB_QUOTE_MAX, text);
+  else if (!isfinite(*value))
+    JobProblem(r, mark, "must be finite, got '%.*s'", JOB_QUOTE_MAX, text);
+  else if (info->positive && !(*value > 0))
+    JobProblem(r, mark, "must be > 0, got %.*s", JOB_QUOTE_MAX, text);
 }
 
 /* The current scalar as one of VarproRegularizations. */
@@ -321,10 +335,14 @@ static PetscErrorCode JobReadString(JobReader *r, char buf[], size_t len)
   const char         *text = JobScalarText(r);
 
   PetscFunctionBeginUser;
-  if (!text) JobProblem(r, e->start_mark, "expected a string, got %s", JobEventWhat(e));
-  else if (!e->data.scalar.length) JobProblem(r, e->start_mark, "must not be empty");
-  else if (strlen(text) != e->data.scalar.length) JobProblem(r, e->start_mark, "contains a NUL character");
-  else if (e->data.scalar.length >= len) JobProblem(r, e->start_mark, "longer than %zu characters", len - 1);
+  if (!text)
+    JobProblem(r, e->start_mark, "expected a string, got %s", JobEventWhat(e));
+  else if (!e->data.scalar.length)
+    JobProblem(r, e->start_mark, "must not be empty");
+  else if (strlen(text) != e->data.scalar.length)
+    JobProblem(r, e->start_mark, "contains a NUL character");
+  else if (e->data.scalar.length >= len)
+    JobProblem(r, e->start_mark, "longer than %zu characters", len - 1);
   JobCheckProblem(r);
   PetscCall(PetscStrncpy(buf, text, len));
   PetscFunctionReturn(0);
@@ -348,8 +366,8 @@ static void JobJoinKeys(const char *const keys[], PetscInt nkeys, char buf[], si
 
 /* Reads the key of a mapping entry from the current event: one of keys[], not yet given[].
    Marks it given, remembers where, and makes it the field of later messages. */
-static PetscErrorCode JobReadKey(JobReader *r, const char prefix[], const char *const keys[], PetscInt nkeys, PetscBool given[],
-                                 yaml_mark_t where[], PetscInt *k)
+static PetscErrorCode JobReadKey(JobReader *r, const char prefix[], const char *const keys[], PetscInt nkeys,
+                                 PetscBool given[], yaml_mark_t where[], PetscInt *k)
 {
   const char *text = JobScalarText(r);
   yaml_mark_t mark = r->event.start_mark;
@@ -372,7 +390,8 @@ static PetscErrorCode JobReadKey(JobReader *r, const char prefix[], const char *
   if (!match) {
     JobJoinKeys(keys, nkeys, allowed, sizeof(allowed));
     JobProblem(r, mark, "unknown key; allowed keys are %s", allowed);
-  } else if (given[i]) JobProblem(r, mark, "duplicate key (first given at line %zu, column %zu)", where[i].line + 1, where[i].column + 1);
+  } else if (given[i])
+    JobProblem(r, mark, "duplicate key (first given at line %zu, column %zu)", where[i].line + 1, where[i].column + 1);
   JobCheckProblem(r);
   given[i] = PETSC_TRUE;
   where[i] = mark;
@@ -407,11 +426,15 @@ static PetscErrorCode JobParseValue(JobReader *r, RunSpec *run, RunKey k)
   KeyValue       v    = {0};
 
   PetscFunctionBeginUser;
-  if (r->event.type != YAML_SCALAR_EVENT) JobProblem(r, r->event.start_mark, "expected a single value, got %s", JobEventWhat(&r->event));
+  if (r->event.type != YAML_SCALAR_EVENT)
+    JobProblem(r, r->event.start_mark, "expected a single value, got %s", JobEventWhat(&r->event));
   JobCheckProblem(r);
-  if (info->kind == KIND_CHOICE) PetscCall(JobScalarChoice(r, &v.i));
-  else if (info->kind == KIND_INT) JobScalarInt(r, info, &v.i);
-  else JobScalarReal(r, info, &v.r);
+  if (info->kind == KIND_CHOICE)
+    PetscCall(JobScalarChoice(r, &v.i));
+  else if (info->kind == KIND_INT)
+    JobScalarInt(r, info, &v.i);
+  else
+    JobScalarReal(r, info, &v.r);
   JobCheckProblem(r);
   PetscCall(JobAppendValue(run, k, v));
   PetscFunctionReturn(0);
@@ -440,10 +463,11 @@ static PetscErrorCode JobParseData(JobReader *r, RunSpec *run)
   static const char *const keys[] = {"file"};
   yaml_mark_t              start  = r->event.start_mark, where;
   PetscBool                given  = PETSC_FALSE;
-  PetscInt                 k;
+  PetscInt                 k      = 0;
 
   PetscFunctionBeginUser;
-  if (r->event.type != YAML_MAPPING_START_EVENT) JobProblem(r, start, "expected a mapping {file: PATH}, got %s", JobEventWhat(&r->event));
+  if (r->event.type != YAML_MAPPING_START_EVENT)
+    JobProblem(r, start, "expected a mapping {file: PATH}, got %s", JobEventWhat(&r->event));
   JobCheckProblem(r);
   for (;;) {
     PetscCall(JobNext(r));
@@ -468,16 +492,23 @@ static PetscErrorCode JobParseRunValue(JobReader *r, RunSpec *run, RunKey k)
   const char    *bad;
 
   PetscFunctionBeginUser;
-  if (info->kind == KIND_DATA) PetscCall(JobParseData(r, run));
+  if (info->kind == KIND_DATA)
+    PetscCall(JobParseData(r, run));
   else if (info->kind == KIND_NAME) {
     PetscCall(JobReadString(r, run->name, sizeof(run->name)));
     JobCheckProblem(r);
     for (bad = run->name; *bad && (isalnum((unsigned char)*bad) || strchr("._-", *bad)); bad++) continue;
-    if (*bad) JobProblem(r, r->event.start_mark, "may hold only letters, digits, '.', '_' and '-', got '%.*s'", JOB_QUOTE_MAX, run->name);
-  } else if (r->event.type == YAML_SEQUENCE_START_EVENT && info->grid) PetscCall(JobParseGrid(r, run, k));
+    if (*bad)
+      JobProblem(r, r->event.start_mark, "may hold only letters, digits, '.', '_' and '-', got '%.*s'", JOB_QUOTE_MAX,
+                 run->name);
+  } else if (r->event.type == YAML_SEQUENCE_START_EVENT && info->grid)
+    PetscCall(JobParseGrid(r, run, k));
   else if (r->event.type == YAML_SEQUENCE_START_EVENT)
-    JobProblem(r, r->event.start_mark, "expected a single value, got a sequence; only regularization, student_width, lambda, gamma and seed take a sequence");
-  else PetscCall(JobParseValue(r, run, k));
+    JobProblem(r, r->event.start_mark,
+               "expected a single value, got a sequence; only regularization, student_width, lambda, gamma and seed "
+               "take a sequence");
+  else
+    PetscCall(JobParseValue(r, run, k));
   PetscFunctionReturn(0);
 }
 
@@ -489,7 +520,8 @@ static PetscErrorCode JobParseRun(JobReader *r, RunSpec *run, PetscBool defaults
 
   PetscFunctionBeginUser;
   run->start = r->event.start_mark;
-  if (r->event.type != YAML_MAPPING_START_EVENT) JobProblem(r, run->start, "expected a mapping of run keys, got %s", JobEventWhat(&r->event));
+  if (r->event.type != YAML_MAPPING_START_EVENT)
+    JobProblem(r, run->start, "expected a mapping of run keys, got %s", JobEventWhat(&r->event));
   JobCheckProblem(r);
   for (k = 0; k < NUM_RUN_KEYS; k++) names[k] = run_keys[k].name;
   for (;;) {
@@ -498,7 +530,8 @@ static PetscErrorCode JobParseRun(JobReader *r, RunSpec *run, PetscBool defaults
     if (r->event.type == YAML_MAPPING_END_EVENT) break;
     PetscCall(JobReadKey(r, "", names, NUM_RUN_KEYS, run->set, run->mark, &k));
     JobCheckProblem(r);
-    if (k == KEY_NAME && defaults) JobProblem(r, r->event.start_mark, "not allowed in defaults; a name belongs to one run");
+    if (k == KEY_NAME && defaults)
+      JobProblem(r, r->event.start_mark, "not allowed in defaults; a name belongs to one run");
     JobCheckProblem(r);
     PetscCall(JobNext(r));
     JobCheckProblem(r);
@@ -530,10 +563,12 @@ static PetscErrorCode JobAddRun(JobSpec *spec, RunSpec **run)
 static PetscErrorCode JobParseRuns(JobReader *r, JobSpec *spec)
 {
   yaml_mark_t start = r->event.start_mark;
-  RunSpec    *run = NULL;
+  RunSpec    *run   = NULL;
 
   PetscFunctionBeginUser;
-  if (r->event.type != YAML_SEQUENCE_START_EVENT) JobProblem(r, start, "expected a sequence of run mappings, got %s", JobEventWhat(&r->event));
+  spec->runs_mark = start;
+  if (r->event.type != YAML_SEQUENCE_START_EVENT)
+    JobProblem(r, start, "expected a sequence of run mappings, got %s", JobEventWhat(&r->event));
   JobCheckProblem(r);
   for (;;) {
     JobSetField(r, "", "runs");
@@ -552,14 +587,15 @@ static PetscErrorCode JobParseRuns(JobReader *r, JobSpec *spec)
 /* The top mapping: output, defaults, runs; the current event starts it. */
 static PetscErrorCode JobParseTop(JobReader *r, JobSpec *spec)
 {
-  static const char *const keys[] = {"output", "defaults", "runs"};
-  yaml_mark_t              start  = r->event.start_mark, where[3];
+  static const char *const keys[]   = {"output", "defaults", "runs"};
+  yaml_mark_t              start    = r->event.start_mark, where[3];
   PetscBool                given[3] = {PETSC_FALSE, PETSC_FALSE, PETSC_FALSE};
-  PetscInt                 k;
+  PetscInt                 k        = 0;
 
   PetscFunctionBeginUser;
   if (r->event.type != YAML_MAPPING_START_EVENT)
-    JobProblem(r, start, "the top level must be a mapping with keys output, defaults, runs; got %s", JobEventWhat(&r->event));
+    JobProblem(r, start, "the top level must be a mapping with keys output, defaults, runs; got %s",
+               JobEventWhat(&r->event));
   JobCheckProblem(r);
   for (;;) {
     PetscCall(JobNext(r));
@@ -569,9 +605,12 @@ static PetscErrorCode JobParseTop(JobReader *r, JobSpec *spec)
     JobCheckProblem(r);
     PetscCall(JobNext(r));
     JobCheckProblem(r);
-    if (k == 0) PetscCall(JobReadString(r, spec->output_dir, sizeof(spec->output_dir)));
-    else if (k == 1) PetscCall(JobParseRun(r, &spec->defaults, PETSC_TRUE));
-    else PetscCall(JobParseRuns(r, spec));
+    if (k == 0)
+      PetscCall(JobReadString(r, spec->output_dir, sizeof(spec->output_dir)));
+    else if (k == 1)
+      PetscCall(JobParseRun(r, &spec->defaults, PETSC_TRUE));
+    else
+      PetscCall(JobParseRuns(r, spec));
     JobCheckProblem(r);
   }
 
@@ -596,11 +635,13 @@ static PetscErrorCode JobParseStream(JobReader *r, JobSpec *spec)
   JobCheckProblem(r);
   PetscCall(JobNext(r));
   JobCheckProblem(r);
-  if (r->event.type == YAML_STREAM_END_EVENT) JobProblem(r, origin, "the file is empty; expected a mapping with keys output, defaults, runs");
+  if (r->event.type == YAML_STREAM_END_EVENT)
+    JobProblem(r, origin, "the file is empty; expected a mapping with keys output, defaults, runs");
   JobCheckProblem(r);
   PetscCall(JobNext(r));
   JobCheckProblem(r);
-  if (r->event.type == YAML_SCALAR_EVENT && !r->event.data.scalar.length && r->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+  if (r->event.type == YAML_SCALAR_EVENT && !r->event.data.scalar.length &&
+      r->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
     JobProblem(r, origin, "the file is empty; expected a mapping with keys output, defaults, runs");
   JobCheckProblem(r);
   PetscCall(JobParseTop(r, spec));
@@ -612,7 +653,8 @@ static PetscErrorCode JobParseStream(JobReader *r, JobSpec *spec)
   JobCheckProblem(r);
   PetscCall(JobNext(r));
   JobCheckProblem(r);
-  if (r->event.type != YAML_STREAM_END_EVENT) JobProblem(r, r->event.start_mark, "more than one YAML document; a job file holds one");
+  if (r->event.type != YAML_STREAM_END_EVENT)
+    JobProblem(r, r->event.start_mark, "more than one YAML document; a job file holds one");
   PetscFunctionReturn(0);
 }
 
@@ -651,21 +693,24 @@ static void JobCountRun(JobReader *r, const JobSpec *spec, const RunSpec *run, P
 
     *count *= src ? src->n[k] : 1;
   }
-  if (*count > JOB_CONFIGS_MAX) JobProblem(r, run->start, "the run expands to more than %d configurations", JOB_CONFIGS_MAX);
+  if (*count > JOB_CONFIGS_MAX)
+    JobProblem(r, run->start, "the run expands to more than %d configurations", JOB_CONFIGS_MAX);
 
   JobSetField(r, "", "student_width");
-  if (!JobSource(spec, run, KEY_STUDENT_WIDTH) && !JobSource(spec, run, KEY_DATA)) JobProblem(r, run->start, "required unless data.file is given");
+  if (!JobSource(spec, run, KEY_STUDENT_WIDTH) && !JobSource(spec, run, KEY_DATA))
+    JobProblem(r, run->start, "required unless data.file is given");
 
   JobSetField(r, "", "name");
   if (run->set[KEY_NAME] && *count > 1)
-    JobProblem(r, run->mark[KEY_NAME], "given to a run of %" PRId64 " configurations; only a run of one configuration may be named", *count);
+    JobProblem(r, run->mark[KEY_NAME],
+               "given to a run of %" PRId64 " configurations; only a run of one configuration may be named", *count);
 }
 
 /* Configuration c of a run, grid position c in expansion order (seed varies fastest). Every
    field comes from the run, else from the defaults, else from the built-in default. */
 static void JobFillConfig(const JobSpec *spec, const RunSpec *run, PetscInt c, VarproConfig *cfg)
 {
-  const RunSpec *data = JobSource(spec, run, KEY_DATA);
+  const RunSpec *data                = JobSource(spec, run, KEY_DATA);
   PetscInt       digit[NUM_RUN_KEYS] = {0};
   PetscBool      has_data            = data ? PETSC_TRUE : PETSC_FALSE;
 
@@ -708,13 +753,16 @@ static void JobAutoName(JobReader *r, const RunSpec *run, VarproConfig *cfg)
   base = base ? base + 1 : cfg->data_file;
   dot  = strrchr(base, '.');
   if (!dot || dot == base) dot = base + strlen(base);
-  if (cfg->student_width) (void)snprintf(width, sizeof(width), "M%" PetscInt_FMT, cfg->student_width);
-  else (void)snprintf(width, sizeof(width), "%.*s", (int)(dot - base), base);
-  n = snprintf(cfg->name, sizeof(cfg->name), "%s-%s-lambda%g-gamma%g-seed%" PRId64, VarproRegularizations[cfg->regularization], width,
-               (double)cfg->lambda, (double)cfg->gamma, cfg->seed);
+  if (cfg->student_width)
+    (void)snprintf(width, sizeof(width), "M%" PetscInt_FMT, cfg->student_width);
+  else
+    (void)snprintf(width, sizeof(width), "%.*s", (int)(dot - base), base);
+  n = snprintf(cfg->name, sizeof(cfg->name), "%s-%s-lambda%g-gamma%g-seed%" PRId64,
+               VarproRegularizations[cfg->regularization], width, (double)cfg->lambda, (double)cfg->gamma, cfg->seed);
   JobSetField(r, "", "name");
   if (n < 0 || (size_t)n >= sizeof(cfg->name))
-    JobProblem(r, run->start, "the generated name is longer than %d characters; give the run a name", VARPRO_NAME_MAX - 1);
+    JobProblem(r, run->start, "the generated name is longer than %d characters; give the run a name",
+               VARPRO_NAME_MAX - 1);
 }
 
 /* Names are unique in the job: sorted, equal names are neighbours. The duplicate reported is
@@ -726,7 +774,10 @@ static PetscErrorCode JobCheckUnique(JobReader *r, const JobSpec *spec, const Va
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc2(job->nconfigs, &names, job->nconfigs, &perm));
-  for (PetscInt c = 0; c < job->nconfigs; c++) names[c] = job->configs[c].name, perm[c] = c;
+  for (PetscInt c = 0; c < job->nconfigs; c++) {
+    names[c] = job->configs[c].name;
+    perm[c]  = c;
+  }
   PetscCall(PetscSortStrWithPermutation(job->nconfigs, names, perm));
   for (PetscInt i = 1; i < job->nconfigs; i++) {
     PetscInt lo = PetscMin(perm[i - 1], perm[i]), hi = PetscMax(perm[i - 1], perm[i]);
@@ -743,8 +794,12 @@ static PetscErrorCode JobCheckUnique(JobReader *r, const JobSpec *spec, const Va
     if (b >= spec->runs[i].first && b < spec->runs[i].first + spec->runs[i].count) rb = i;
   }
   JobSetField(r, "", "name");
-  JobProblem(r, spec->runs[rb].start, "duplicate run name '%s'; the run at line %zu, column %zu has the same name", job->configs[b].name,
-             spec->runs[ra].start.line + 1, spec->runs[ra].start.column + 1);
+  if (ra == rb)
+    JobProblem(r, spec->runs[rb].start, "duplicate run name '%s' from two grid values of this run",
+               job->configs[b].name);
+  else
+    JobProblem(r, spec->runs[rb].start, "duplicate run name '%s'; the run at line %zu, column %zu has the same name",
+               job->configs[b].name, spec->runs[ra].start.line + 1, spec->runs[ra].start.column + 1);
   PetscFunctionReturn(0);
 }
 
@@ -764,11 +819,12 @@ static PetscErrorCode JobExpand(JobReader *r, JobSpec *spec, VarproJob *job)
     run->count = (PetscInt)count;
     total += count;
     JobSetField(r, "", "runs");
-    if (total > JOB_CONFIGS_MAX) JobProblem(r, run->start, "the job expands to more than %d configurations", JOB_CONFIGS_MAX);
+    if (total > JOB_CONFIGS_MAX)
+      JobProblem(r, run->start, "the job expands to more than %d configurations", JOB_CONFIGS_MAX);
     JobCheckProblem(r);
   }
   JobSetField(r, "", "runs");
-  if (!total) JobProblem(r, r->event.start_mark, "the job expands to no configuration");
+  if (!total) JobProblem(r, spec->runs_mark, "the job expands to no configuration");
   JobCheckProblem(r);
 
   /* Every configuration, named */
@@ -783,8 +839,10 @@ static PetscErrorCode JobExpand(JobReader *r, JobSpec *spec, VarproJob *job)
 
       JobFillConfig(spec, run, c, cfg);
       cfg->index = run->first + c;
-      if (run->set[KEY_NAME]) PetscCall(PetscStrncpy(cfg->name, run->name, sizeof(cfg->name)));
-      else JobAutoName(r, run, cfg);
+      if (run->set[KEY_NAME])
+        PetscCall(PetscStrncpy(cfg->name, run->name, sizeof(cfg->name)));
+      else
+        JobAutoName(r, run, cfg);
       JobCheckProblem(r);
     }
   }
@@ -863,7 +921,8 @@ static PetscErrorCode JobLoadLocal(const char path[], VarproJob *job, char msg[]
   r.path = path;
   r.msg  = msg;
   PetscCall(PetscStrlen(path, &len));
-  if (len >= VARPRO_PATH_MAX) (void)snprintf(msg, VARPRO_MSG_MAX, "%.64s...: job file path longer than %d characters", path, VARPRO_PATH_MAX - 1);
+  if (len >= VARPRO_PATH_MAX)
+    (void)snprintf(msg, VARPRO_MSG_MAX, "%.64s...: job file path longer than %d characters", path, VARPRO_PATH_MAX - 1);
   if (!msg[0]) PetscCall(JobReadFile(&r));
 
   /* Parse the text against the schema */
@@ -877,7 +936,11 @@ static PetscErrorCode JobLoadLocal(const char path[], VarproJob *job, char msg[]
   }
 
   /* Clean up; nothing of a bad job is kept */
-  if (msg[0]) PetscCall(VarproJobDestroy(job));
+  if (msg[0]) {
+    PetscCall(PetscFree(job->configs));
+    job->nconfigs      = 0;
+    job->output_dir[0] = 0;
+  }
   PetscCall(JobSpecDestroy(&spec));
   PetscCall(PetscFree(r.text));
   PetscFunctionReturn(0);
@@ -895,7 +958,8 @@ static PetscErrorCode JobBroadcast(MPI_Comm comm, VarproJob *job)
   PetscCallMPI(MPI_Bcast(&job->nconfigs, 1, MPIU_INT, 0, comm));
   if (rank) PetscCall(PetscMalloc1(job->nconfigs, &job->configs));
   bytes = (size_t)job->nconfigs * sizeof(VarproConfig);
-  PetscCheck(bytes <= INT32_MAX, comm, PETSC_ERR_SUP, "A job of %" PetscInt_FMT " configurations is too large to broadcast", job->nconfigs);
+  PetscCheck(bytes <= INT32_MAX, comm, PETSC_ERR_SUP,
+             "A job of %" PetscInt_FMT " configurations is too large to broadcast", job->nconfigs);
   PetscCallMPI(MPI_Bcast(job->configs, (PetscMPIInt)bytes, MPI_BYTE, 0, comm));
   PetscFunctionReturn(0);
 }
@@ -939,9 +1003,12 @@ static PetscErrorCode JobQuote(const char str[], char buf[], size_t len)
   PetscCheck(len >= 4 * strlen(str) + 3, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ, "Buffer too small to quote a string");
   buf[n++] = '"';
   for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
-    if (*p == '"' || *p == '\\') buf[n++] = '\\', buf[n++] = (char)*p;
-    else if (*p < 0x20 || *p == 0x7f) n += (size_t)snprintf(buf + n, len - n, "\\x%02X", *p);
-    else buf[n++] = (char)*p;
+    if (*p == '"' || *p == '\\')
+      buf[n++] = '\\', buf[n++] = (char)*p;
+    else if (*p < 0x20 || *p == 0x7f)
+      n += (size_t)snprintf(buf + n, len - n, "\\x%02X", *p);
+    else
+      buf[n++] = (char)*p;
   }
   buf[n++] = '"';
   buf[n]   = 0;
@@ -954,18 +1021,21 @@ PetscErrorCode VarproConfigFormat(const VarproConfig *cfg, char buf[], size_t le
   int  n;
 
   PetscFunctionBeginUser;
-  PetscCheck(cfg->regularization == VARPRO_BIASED || cfg->regularization == VARPRO_UNBIASED, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "Unknown regularization %d", (int)cfg->regularization);
+  PetscCheck(cfg->regularization == VARPRO_BIASED || cfg->regularization == VARPRO_UNBIASED, PETSC_COMM_SELF,
+             PETSC_ERR_ARG_OUTOFRANGE, "Unknown regularization %d", (int)cfg->regularization);
 
   /* Strings are quoted so that any file name stays valid YAML; reals round-trip with 17 digits */
   PetscCall(JobQuote(cfg->name, name, sizeof(name)));
   PetscCall(JobQuote(cfg->data_file, data_file, sizeof(data_file)));
   n = snprintf(buf, len,
-               "name: %s\nregularization: %s\nstudent_width: %" PetscInt_FMT "\nlambda: %.17g\ngamma: %.17g\nseed: %" PRId64 "\nepochs: %" PetscInt_FMT
-               "\nN: %" PetscInt_FMT "\nteacher_width: %" PetscInt_FMT "\ntime_scale: %.17g\nsaving_step: %" PetscInt_FMT "\nmmd_points: %" PetscInt_FMT
-               "\ndata_file: %s\n",
-               name, VarproRegularizations[cfg->regularization], cfg->student_width, (double)cfg->lambda, (double)cfg->gamma, cfg->seed, cfg->epochs,
-               cfg->N, cfg->teacher_width, (double)cfg->time_scale, cfg->saving_step, cfg->mmd_points, data_file);
-  PetscCheck(n >= 0 && (size_t)n < len, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ, "Configuration text needs %d bytes, the buffer has %zu", n + 1, len);
+               "name: %s\nregularization: %s\nstudent_width: %" PetscInt_FMT
+               "\nlambda: %.17g\ngamma: %.17g\nseed: %" PRId64 "\nepochs: %" PetscInt_FMT "\nN: %" PetscInt_FMT
+               "\nteacher_width: %" PetscInt_FMT "\ntime_scale: %.17g\nsaving_step: %" PetscInt_FMT
+               "\nmmd_points: %" PetscInt_FMT "\ndata_file: %s\n",
+               name, VarproRegularizations[cfg->regularization], cfg->student_width, (double)cfg->lambda,
+               (double)cfg->gamma, cfg->seed, cfg->epochs, cfg->N, cfg->teacher_width, (double)cfg->time_scale,
+               cfg->saving_step, cfg->mmd_points, data_file);
+  PetscCheck(n >= 0 && (size_t)n < len, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "Configuration text needs %d bytes, the buffer has %zu", n + 1, len);
   PetscFunctionReturn(0);
 }

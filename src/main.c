@@ -52,20 +52,22 @@ static int TakesValue(const char *a)
 static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **pargv)
 {
   static const struct option longopts[] = {
-    {"force", no_argument, NULL, 'f'},         {"output", required_argument, NULL, 'o'}, {"progress", required_argument, NULL, 'p'},
-    {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    {"force", no_argument, NULL, 'f'},          {"output", required_argument, NULL, 'o'},
+    {"progress", required_argument, NULL, 'p'}, {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
   char     *ours[256];
   int       nours = 1, c, seen_petsc = 0;
   PetscBool job_done = PETSC_FALSE;
 
   opts->progress = 10.0;
   ours[0] = pargv[0] = argv[0];
-  *pargc          = 1;
+  *pargc             = 1;
   for (int i = 1; i < argc; i++) {
     if (!strncmp(argv[i], "--", 2) && nours < 254) {
       ours[nours++] = argv[i];
       if (TakesValue(argv[i]) && i + 1 < argc) ours[nours++] = argv[++i];
-    } else if (!strcmp(argv[i], "-h")) ours[nours++] = "--help";
+    } else if (!strcmp(argv[i], "-h"))
+      ours[nours++] = "--help";
     else if (argv[i][0] != '-' && !seen_petsc && !job_done) {
       opts->job_path = argv[i];
       job_done       = PETSC_TRUE;
@@ -89,13 +91,16 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
     case 'h': opts->help = PETSC_TRUE; break;
     case 'p':
       opts->progress = strtod(optarg, &end);
-      if (*end || !(opts->progress >= 0)) snprintf(opts->error, sizeof(opts->error), "option --progress: '%s' is not a number of seconds >= 0", optarg);
+      if (*end || !(opts->progress >= 0))
+        snprintf(opts->error, sizeof(opts->error), "option --progress: '%s' is not a number of seconds >= 0", optarg);
       break;
     default:
-      if (!opts->error[0]) snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
+      if (!opts->error[0])
+        snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
     }
   }
-  if (!opts->error[0] && !opts->job_path && !opts->help && !opts->version) snprintf(opts->error, sizeof(opts->error), "no job file given (see --help)");
+  if (!opts->error[0] && !opts->job_path && !opts->help && !opts->version)
+    snprintf(opts->error, sizeof(opts->error), "no job file given (see --help)");
 }
 
 /* The command line and rank count, stored with every result. */
@@ -118,15 +123,19 @@ static PetscErrorCode RunInfo(int argc, char **argv, char info[], size_t len)
 static PetscErrorCode PrintSummaryRow(const VarproConfig *cfg, const VarproRunSummary *s)
 {
   PetscFunctionBeginUser;
-  if (s->skipped) PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8s  %14s  %12s  %10s  %10s\n", cfg->name, "skipped", "-", "-", "-", "-"));
+  if (s->skipped)
+    PetscCall(
+      PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8s  %14s  %12s  %10s  %10s\n", cfg->name, "skipped", "-", "-", "-", "-"));
   else
-    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f\n", cfg->name, s->epochs, (double)s->reduced_risk,
-                          (double)s->mmd, (double)s->wall_time, 1e3 * (double)s->time_per_step));
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f\n", cfg->name,
+                          s->epochs, (double)s->reduced_risk, (double)s->mmd, (double)s->wall_time,
+                          1e3 * (double)s->time_per_step));
   PetscFunctionReturn(0);
 }
 
 /* Trains one configuration, or skips it when its complete result exists. */
-static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts, const char info[], VarproRunSummary *s)
+static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts, const char info[],
+                                VarproRunSummary *s)
 {
   VarproTrainer tr;
   PetscBool     exists = PETSC_FALSE;
@@ -135,19 +144,25 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
   PetscCall(PetscMemzero(s, sizeof(*s)));
   if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &exists));
   if (exists) {
-    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: complete result exists, skipped (--force redoes it)\n", cfg->index + 1,
-                          job->nconfigs, cfg->name));
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                          "[%" PetscInt_FMT "/%" PetscInt_FMT
+                          "] %s: complete result exists, skipped (--force redoes it)\n",
+                          cfg->index + 1, job->nconfigs, cfg->name));
     s->skipped = PETSC_TRUE;
     PetscFunctionReturn(0);
   }
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: training %" PetscInt_FMT " steps\n", cfg->index + 1, job->nconfigs, cfg->name,
-                        cfg->epochs));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: training %" PetscInt_FMT " steps\n", cfg->index + 1,
+                        job->nconfigs, cfg->name, cfg->epochs));
   PetscCall(VarproTrainerCreate(PETSC_COMM_WORLD, cfg, &tr));
   PetscCall(VarproTrainerSetProgressInterval(tr, opts->progress));
   PetscCall(VarproTrainerRun(tr, job->output_dir, info, s));
   PetscCall(VarproTrainerDestroy(&tr));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "[%" PetscInt_FMT "/%" PetscInt_FMT "] %s: done in %.1f s (%.2f ms/step), reduced risk %.6e, MMD %.6e\n", cfg->index + 1,
-                        job->nconfigs, cfg->name, (double)s->wall_time, 1e3 * (double)s->time_per_step, (double)s->reduced_risk, (double)s->mmd));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "[%" PetscInt_FMT "/%" PetscInt_FMT
+                        "] %s: done in %.1f s (%.2f ms/step), reduced risk %.6e, MMD %.6e\n",
+                        cfg->index + 1, job->nconfigs, cfg->name, (double)s->wall_time, 1e3 * (double)s->time_per_step,
+                        (double)s->reduced_risk, (double)s->mmd));
   PetscFunctionReturn(0);
 }
 
@@ -170,15 +185,16 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
   PetscCall(VarproOutputDirCheck(PETSC_COMM_WORLD, job.output_dir));
   PetscCall(RunInfo(argc, argv, info, sizeof(info)));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n", VARPRO_GIT_VERSION, job.nconfigs,
-                        job.path, job.output_dir));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n",
+                        VARPRO_GIT_VERSION, job.nconfigs, job.path, job.output_dir));
 
   /* Every configuration in turn, with all ranks */
   PetscCall(PetscCalloc1(job.nconfigs, &summaries));
   for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(RunConfig(&job, &job.configs[c], opts, info, &summaries[c]));
 
   /* Closing table */
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "\n%-44s  %8s  %14s  %12s  %10s  %10s\n", "configuration", "steps", "reduced risk", "MMD", "wall [s]", "ms/step"));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "\n%-44s  %8s  %14s  %12s  %10s  %10s\n", "configuration", "steps",
+                        "reduced risk", "MMD", "wall [s]", "ms/step"));
   for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
   PetscCall(PetscFree(summaries));
   PetscCall(VarproJobDestroy(&job));

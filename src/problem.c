@@ -48,7 +48,8 @@ void VarproTeacherGenerate(PetscInt64 seed, PetscReal gamma, PetscInt T, PetscRe
   for (PetscInt t = 0; t < T; t++) {
     philox4x64_ctr_t r = Draw(seed, STREAM_TEACHER, (uint64_t)t);
 
-    for (int c = 0; c < 2; c++) teacher[2 * t + c] = VarproWrap(TeacherCoordinate(gamma, r.v[c]) + teacher_modes[t % 2][c]);
+    for (int c = 0; c < 2; c++)
+      teacher[2 * t + c] = VarproWrap(TeacherCoordinate(gamma, r.v[c]) + teacher_modes[t % 2][c]);
   }
 }
 
@@ -70,7 +71,8 @@ void VarproStudentInitGenerate(PetscInt64 seed, PetscInt M, PetscReal features[]
   for (PetscInt j = 0; j < M; j++) {
     philox4x64_ctr_t r = Draw(seed, STREAM_STUDENT, (uint64_t)j);
 
-    for (int c = 0; c < 2; c++) features[2 * j + c] = -VARPRO_TORUS_HALF + VARPRO_TORUS_PERIOD * u01fixedpt_closed_open_64_double(r.v[c]);
+    for (int c = 0; c < 2; c++)
+      features[2 * j + c] = -VARPRO_TORUS_HALF + VARPRO_TORUS_PERIOD * u01fixedpt_closed_open_64_double(r.v[c]);
   }
 }
 
@@ -88,9 +90,10 @@ void VarproTeacherEvaluate(PetscInt T, const PetscReal teacher[], PetscInt count
 static void CheckSize(const VarproConfig *cfg, const char field[], PetscInt given, PetscInt found, char msg[])
 {
   if (msg[0] || given == 0 || given == found) return;
-  PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX, "run '%s' (line %" PetscInt_FMT "): %s: %" PetscInt_FMT
-                              " conflicts with %" PetscInt_FMT " in data file %s", cfg->name, cfg->line, field, given, found,
-                              cfg->data_file));
+  PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                              "run '%s' (line %" PetscInt_FMT "): %s: %" PetscInt_FMT " conflicts with %" PetscInt_FMT
+                              " in data file %s",
+                              cfg->name, cfg->line, field, given, found, cfg->data_file));
 }
 
 /* Copies what this rank needs of the contents of cfg->data_file: its slice of the inputs and
@@ -138,15 +141,18 @@ PetscErrorCode VarproProblemSetUp(MPI_Comm comm, const VarproConfig *cfg, Varpro
   PetscCallMPI(MPI_Comm_size(comm, &size));
 
   /* Sizes: from the data file, or from the configuration */
-  if (cfg->data_file[0]) PetscCall(ProblemReadData(comm, cfg, prob));
+  if (cfg->data_file[0])
+    PetscCall(ProblemReadData(comm, cfg, prob));
   else {
     prob->N = cfg->N;
     prob->T = cfg->gamma < 0 ? 2 : cfg->teacher_width;
     prob->M = cfg->student_width;
   }
   if (prob->N < size)
-    PetscCall(PetscSNPrintf(msg, sizeof(msg), "run '%s' (line %" PetscInt_FMT "): N = %" PetscInt_FMT " data points is fewer than the %d ranks", cfg->name,
-                            cfg->line, prob->N, size));
+    PetscCall(PetscSNPrintf(msg, sizeof(msg),
+                            "run '%s' (line %" PetscInt_FMT "): N = %" PetscInt_FMT
+                            " data points is fewer than the %d ranks",
+                            cfg->name, cfg->line, prob->N, size));
   PetscCall(VarproInputErrorSync(comm, msg));
   VarproPartition(prob->N, size, rank, &prob->rstart, &prob->nlocal);
 

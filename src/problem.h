@@ -4,12 +4,12 @@
 #include "varpro_impl.h"
 
 typedef struct {
-  PetscInt   N, T, M;           /* resolved sizes: data points, teacher and student widths */
-  PetscInt   rstart, nlocal;    /* this rank owns data points [rstart, rstart + nlocal) */
-  PetscReal *inputs;            /* nlocal x 2, this rank's slice */
-  PetscReal *targets;           /* nlocal, this rank's slice */
-  PetscReal *teacher_features;  /* T x 2, replicated */
-  PetscReal *student_features;  /* M x 2, replicated: the initialisation */
+  PetscInt   N, T, M;          /* resolved sizes: data points, teacher and student widths */
+  PetscInt   rstart, nlocal;   /* this rank owns data points [rstart, rstart + nlocal) */
+  PetscReal *inputs;           /* nlocal x 2, this rank's slice */
+  PetscReal *targets;          /* nlocal, this rank's slice */
+  PetscReal *teacher_features; /* T x 2, replicated */
+  PetscReal *student_features; /* M x 2, replicated: the initialisation */
 } VarproProblem;
 
 /* Builds the problem of cfg on comm: generated from cfg->seed, or read from cfg->data_file.

@@ -10,10 +10,10 @@
 #include <math.h>
 #include <petscsys.h>
 
-#define VARPRO_TORUS_HALF 2.0   /* the domain is [-2, 2) per coordinate */
+#define VARPRO_TORUS_HALF 2.0 /* the domain is [-2, 2) per coordinate */
 #define VARPRO_TORUS_PERIOD 4.0
-#define VARPRO_PHI_SCALE 8.0    /* 2 / s^2 with s = 1/2 */
-#define VARPRO_PHI_RATE 2.0     /* 1 / s */
+#define VARPRO_PHI_SCALE 8.0 /* 2 / s^2 with s = 1/2 */
+#define VARPRO_PHI_RATE 2.0  /* 1 / s */
 
 /* mod(a + 2, 4) - 2 with a floored modulus, as in NumPy and PyTorch; never returns 2. */
 static inline PetscReal VarproWrap(PetscReal a)

@@ -9,6 +9,7 @@
  * whose options prefix is "inner_".
  */
 #include "train.h"
+#include "kernels.h"
 #include "problem.h"
 #include "torus.h"
 #include "version.h"
@@ -23,32 +24,34 @@ static const char *const KernelMatTypes[] = {"scalapack", "dense", "KernelMatTyp
 
 /* Stages shown by -log_view, one per phase of a step. */
 typedef enum { STAGE_FEATURES, STAGE_ASSEMBLY, STAGE_SOLVE, STAGE_GRADIENT, STAGE_MMD, STAGE_OUTPUT, NUM_STAGES } Stage;
-static const char *const stage_names[NUM_STAGES] = {"Features", "Kernel assembly", "Inner solve", "Gradient", "MMD", "Output"};
+static const char *const stage_names[NUM_STAGES] = {"Features", "Kernel assembly", "Inner solve", "Gradient",
+                                                    "MMD",      "Output"};
 static PetscLogStage     stages[NUM_STAGES];
 
 struct _p_VarproTrainer {
   MPI_Comm            comm;
   PetscMPIInt         rank, size;
   const VarproConfig *cfg;
-  VarproProblem       prob;     /* data slice, teacher, initial features */
-  PetscInt            M, N;     /* student width, data points */
-  PetscInt            nlocal;   /* data points owned by this rank */
-  PetscReal           eta;      /* feature step M * tau */
-  PetscReal           u_prior;  /* 0 (biased) or 1 (unbiased): centre of the ridge penalty */
-  PetscReal          *features; /* M x 2, replicated, current w */
-  PetscReal          *outer;    /* M, replicated, projected u at the current w */
-  PetscReal          *F;        /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
-  PetscReal          *gram;     /* M x (M + 1), column j = row j of F^T F / (N M) then (F^T y / N)_j */
-  PetscReal          *gram_rows; /* mrows x (M + 1): this rank's summed rows of gram */
-  PetscReal          *residual; /* nlocal: f(x_i) - y_i */
-  PetscReal          *reduce;   /* 2 M + 1: feature gradient and squared residual, summed over ranks */
-  PetscMPIInt        *counts;   /* size: entries of gram each rank receives */
+  VarproProblem       prob;          /* data slice, teacher, initial features */
+  PetscInt            M, N;          /* student width, data points */
+  PetscInt            nlocal;        /* data points owned by this rank */
+  PetscReal           eta;           /* feature step M * tau */
+  PetscReal           u_prior;       /* 0 (biased) or 1 (unbiased): centre of the ridge penalty */
+  PetscReal          *x0, *x1;       /* nlocal each: this rank's inputs wrapped to [-2, 2), by coordinate */
+  PetscReal          *features;      /* M x 2, replicated, current w */
+  PetscReal          *outer;         /* M, replicated, projected u at the current w */
+  PetscReal          *F;             /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
+  PetscReal          *gram;          /* M x (M + 1), column j = row j of F^T F / (N M) then (F^T y / N)_j */
+  PetscReal          *gram_rows;     /* mrows x (M + 1): this rank's summed rows of gram */
+  PetscReal          *residual;      /* nlocal: f(x_i) - y_i */
+  PetscReal          *reduce;        /* 2 M + 1: feature gradient and squared residual, summed over ranks */
+  PetscMPIInt        *counts;        /* size: entries of gram each rank receives */
   PetscInt            mstart, mrows; /* rows of the kernel matrix owned by this rank */
   KernelMatType       kernel_type;
-  Mat                 K;        /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here */
-  Mat                 Kop;      /* the operator given to the KSP: K itself or its ScaLAPACK copy */
-  Vec                 rhs, u;   /* distributed like the rows of K */
-  Vec                 u_all;    /* sequential copy of u on every rank */
+  Mat                 K;      /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here */
+  Mat                 Kop;    /* the operator given to the KSP: K itself or its ScaLAPACK copy */
+  Vec                 rhs, u; /* distributed like the rows of K */
+  Vec                 u_all;  /* sequential copy of u on every rank */
   VecScatter          to_all;
   KSP                 ksp;
   PetscReal           teacher_self; /* mean teacher-teacher distance, for the MMD */
@@ -89,17 +92,9 @@ static PetscErrorCode StageEnd(VarproTrainer tr, Stage s, double t0)
 /* F_ij = phi(r(w_j, x_i)) for this rank's data points. */
 static PetscErrorCode TrainerComputeFeatures(VarproTrainer tr)
 {
-  const PetscReal *x = tr->prob.inputs;
-  const PetscInt   n = tr->nlocal;
-
   PetscFunctionBeginUser;
-  for (PetscInt j = 0; j < tr->M; j++) {
-    const PetscReal *w   = &tr->features[2 * j];
-    PetscReal       *col = &tr->F[j * n];
-
-    for (PetscInt i = 0; i < n; i++) col[i] = VarproPhi(VarproTorusDistance(w, &x[2 * i]));
-  }
-  PetscCall(PetscLogFlops(20.0 * n * tr->M));
+  VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->M, tr->features, tr->F);
+  PetscCall(PetscLogFlops(20.0 * tr->nlocal * tr->M));
   PetscFunctionReturn(0);
 }
 
@@ -128,7 +123,8 @@ static PetscErrorCode TrainerLocalGram(VarproTrainer tr)
   PetscCall(PetscBLASIntCast(tr->M + 1, &ld));
   PetscCallBLAS("BLASsyrk", BLASsyrk_("U", "T", &M, &n, &alpha, tr->F, &n, &beta, tr->gram, &ld));
   GramSymmetrize(tr->M, tr->gram);
-  PetscCallBLAS("BLASgemv", BLASgemv_("T", &n, &M, &alpha_rhs, tr->F, &n, tr->prob.targets, &one, &beta, tr->gram + tr->M, &ld));
+  PetscCallBLAS("BLASgemv",
+                BLASgemv_("T", &n, &M, &alpha_rhs, tr->F, &n, tr->prob.targets, &one, &beta, tr->gram + tr->M, &ld));
   PetscCall(PetscLogFlops((PetscLogDouble)tr->nlocal * tr->M * (tr->M + 1) + 2.0 * tr->nlocal * tr->M));
   PetscFunctionReturn(0);
 }
@@ -173,15 +169,16 @@ static PetscErrorCode TrainerSolveInner(VarproTrainer tr, PetscInt step)
   PetscCall(KSPSetOperators(tr->ksp, tr->Kop, tr->Kop));
   PetscCall(KSPSolve(tr->ksp, tr->rhs, tr->u));
   PetscCall(KSPGetConvergedReason(tr->ksp, &reason));
-  PetscCheck(reason >= 0, tr->comm, PETSC_ERR_NOT_CONVERGED, "step %" PetscInt_FMT ": inner solve failed: %s", step, KSPConvergedReasons[reason]);
+  PetscCheck(reason >= 0, tr->comm, PETSC_ERR_NOT_CONVERGED, "step %" PetscInt_FMT ": inner solve failed: %s", step,
+             KSPConvergedReasons[reason]);
   PetscCall(VecScatterBegin(tr->to_all, tr->u, tr->u_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(tr->to_all, tr->u, tr->u_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecGetArrayRead(tr->u_all, &u));
   PetscCall(PetscArraycpy(tr->outer, u, tr->M));
   PetscCall(VecRestoreArrayRead(tr->u_all, &u));
   for (PetscInt j = 0; j < tr->M; j++)
-    PetscCheck(!PetscIsInfOrNanReal(tr->outer[j]), tr->comm, PETSC_ERR_FP, "step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %g", step, j,
-               (double)tr->outer[j]);
+    PetscCheck(!PetscIsInfOrNanReal(tr->outer[j]), tr->comm, PETSC_ERR_FP,
+               "step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %g", step, j, (double)tr->outer[j]);
   PetscFunctionReturn(0);
 }
 
@@ -221,30 +218,16 @@ static PetscErrorCode TrainerResidual(VarproTrainer tr)
    together with sum_i e_i^2; returns the reduced risk. */
 static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, PetscReal *risk, PetscReal gradient[])
 {
-  const PetscReal *x = tr->prob.inputs;
-  const PetscInt   n = tr->nlocal, M = tr->M;
-  const PetscReal  scale = -VARPRO_PHI_RATE / ((PetscReal)tr->N * tr->cfg->lambda * M);
-  PetscReal        sq = 0.0, penalty = 0.0;
+  const PetscInt  n = tr->nlocal, M = tr->M;
+  const PetscReal scale = -VARPRO_PHI_RATE / ((PetscReal)tr->N * tr->cfg->lambda * M);
+  PetscReal       sq = 0.0, penalty = 0.0;
 
   PetscFunctionBeginUser;
   PetscCall(TrainerResidual(tr));
   for (PetscInt i = 0; i < n; i++) sq += tr->residual[i] * tr->residual[i];
 
   /* phi'(r) d / r = -2 F_ij d / r: sum this rank's points for each feature */
-  for (PetscInt j = 0; j < M; j++) {
-    const PetscReal *w = &tr->features[2 * j], *col = &tr->F[j * n];
-    PetscReal        gx = 0.0, gy = 0.0;
-
-    for (PetscInt i = 0; i < n; i++) {
-      PetscReal dx = VarproWrap(w[0] - x[2 * i]), dy = VarproWrap(w[1] - x[2 * i + 1]);
-      PetscReal r = sqrt(dx * dx + dy * dy), c = r > 0 ? tr->residual[i] * col[i] / r : 0.0;
-
-      gx += c * dx;
-      gy += c * dy;
-    }
-    tr->reduce[2 * j]     = gx;
-    tr->reduce[2 * j + 1] = gy;
-  }
+  VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->features, tr->F, tr->residual, tr->reduce);
   tr->reduce[2 * M] = sq;
   PetscCall(PetscLogFlops(20.0 * n * M));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tr->reduce, (PetscMPIInt)(2 * M + 1), MPIU_REAL, MPIU_SUM, tr->comm));
@@ -255,9 +238,11 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
     penalty += (tr->outer[j] - tr->u_prior) * (tr->outer[j] - tr->u_prior);
   }
   *risk = tr->reduce[2 * M] / (2.0 * tr->N * tr->cfg->lambda) + penalty / (2.0 * M);
-  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "step %" PetscInt_FMT ": reduced risk is %g", step, (double)*risk);
+  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "step %" PetscInt_FMT ": reduced risk is %g", step,
+             (double)*risk);
   for (PetscInt k = 0; k < 2 * M; k++)
-    PetscCheck(!PetscIsInfOrNanReal(gradient[k]), tr->comm, PETSC_ERR_FP, "step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %g", step, k / 2,
+    PetscCheck(!PetscIsInfOrNanReal(gradient[k]), tr->comm, PETSC_ERR_FP,
+               "step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %g", step, k / 2,
                (double)gradient[k]);
   PetscFunctionReturn(0);
 }
@@ -281,8 +266,8 @@ static PetscErrorCode TrainerSetUpSolver(VarproTrainer tr)
 
   PetscFunctionBeginUser;
   PetscOptionsBegin(tr->comm, "inner_", "Inner ridge solve", NULL);
-  PetscCall(PetscOptionsEList("-kernel_mat_type", "Storage of the kernel matrix given to the inner KSP", NULL, KernelMatTypes, 2, KernelMatTypes[type], &type,
-                              NULL));
+  PetscCall(PetscOptionsEList("-kernel_mat_type", "Storage of the kernel matrix given to the inner KSP", NULL,
+                              KernelMatTypes, 2, KernelMatTypes[type], &type, NULL));
   PetscOptionsEnd();
   tr->kernel_type = (KernelMatType)type;
 
@@ -316,6 +301,11 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
   const PetscInt M = tr->M;
 
   PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(tr->nlocal, &tr->x0, tr->nlocal, &tr->x1));
+  for (PetscInt i = 0; i < tr->nlocal; i++) {
+    tr->x0[i] = VarproWrap(tr->prob.inputs[2 * i]);
+    tr->x1[i] = VarproWrap(tr->prob.inputs[2 * i + 1]);
+  }
   PetscCall(PetscMalloc1(2 * M, &tr->features));
   PetscCall(PetscArraycpy(tr->features, tr->prob.student_features, 2 * M));
   PetscCall(PetscCalloc1(M, &tr->outer));
@@ -383,6 +373,7 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(VecDestroy(&tr->u));
   PetscCall(VecDestroy(&tr->u_all));
   PetscCall(VecScatterDestroy(&tr->to_all));
+  PetscCall(PetscFree2(tr->x0, tr->x1));
   PetscCall(PetscFree(tr->features));
   PetscCall(PetscFree(tr->outer));
   PetscCall(PetscFree(tr->F));
@@ -459,19 +450,22 @@ static PetscErrorCode MMDSteps(PetscInt epochs, PetscInt points, PetscInt *count
 
 /* Records what is due at `step` (features w_step with their projected u): a snapshot
    every saving_step steps and at the end, and the MMD at its steps. */
-static PetscErrorCode TrainerRecord(VarproTrainer tr, VarproResult res, PetscInt step, PetscBool last, PetscBool mmd_due, PetscReal *mmd)
+static PetscErrorCode TrainerRecord(VarproTrainer tr, VarproResult res, PetscInt step, PetscBool last,
+                                    PetscBool mmd_due, PetscReal *mmd)
 {
   double t0 = 0.0;
 
   PetscFunctionBeginUser;
   if (mmd_due) {
     PetscCall(StageBegin(tr, STAGE_MMD, &t0));
-    PetscCall(VarproTorusMMD(tr->comm, tr->M, tr->features, tr->prob.T, tr->prob.teacher_features, tr->teacher_self, mmd));
+    PetscCall(
+      VarproTorusMMD(tr->comm, tr->M, tr->features, tr->prob.T, tr->prob.teacher_features, tr->teacher_self, mmd));
     PetscCall(StageEnd(tr, STAGE_MMD, t0));
   }
   PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
   if (mmd_due) PetscCall(VarproResultAppendMMD(res, step, *mmd));
-  if (step % tr->cfg->saving_step == 0 || last) PetscCall(VarproResultAppendSnapshot(res, step, tr->features, tr->outer));
+  if (step % tr->cfg->saving_step == 0 || last)
+    PetscCall(VarproResultAppendSnapshot(res, step, tr->features, tr->outer));
   PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
   PetscFunctionReturn(0);
 }
@@ -479,9 +473,9 @@ static PetscErrorCode TrainerRecord(VarproTrainer tr, VarproResult res, PetscInt
 /* One line on rank 0 every 1% of the run, at most once per progress interval. */
 static PetscErrorCode TrainerProgress(VarproTrainer tr, PetscInt step, PetscReal risk, double start, double *last_print)
 {
-  const PetscInt epochs = tr->cfg->epochs;
+  const PetscInt epochs       = tr->cfg->epochs;
   PetscInt       percent_step = PetscMax(epochs / 100, 1);
-  double         now = MPI_Wtime(), rate, eta;
+  double         now          = MPI_Wtime(), rate, eta;
 
   PetscFunctionBeginUser;
   if ((step + 1) % percent_step && step + 1 != epochs) PetscFunctionReturn(0);
@@ -489,8 +483,11 @@ static PetscErrorCode TrainerProgress(VarproTrainer tr, PetscInt step, PetscReal
   *last_print = now;
   rate        = (step + 1) / (now - start);
   eta         = (epochs - step - 1) / rate;
-  PetscCall(PetscPrintf(tr->comm, "  %s: step %" PetscInt_FMT "/%" PetscInt_FMT " (%3.0f%%)  reduced risk %.6e  %.1f steps/s  ETA %dh%02dm%02ds\n", tr->cfg->name,
-                        step + 1, epochs, 100.0 * (step + 1) / epochs, (double)risk, rate, (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60)));
+  PetscCall(PetscPrintf(tr->comm,
+                        "  %s: step %" PetscInt_FMT "/%" PetscInt_FMT
+                        " (%3.0f%%)  reduced risk %.6e  %.1f steps/s  ETA %dh%02dm%02ds\n",
+                        tr->cfg->name, step + 1, epochs, 100.0 * (step + 1) / epochs, (double)risk, rate,
+                        (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60)));
   PetscFunctionReturn(0);
 }
 
@@ -502,7 +499,8 @@ static int CompareReal(const void *a, const void *b)
 }
 
 /* Run-level attributes: how the run was made and how long it took. */
-static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, const char run_info[], const VarproRunSummary *s)
+static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, const char run_info[],
+                                          const VarproRunSummary *s)
 {
   char      text[256], host[256] = "";
   PetscReal stage_max[NUM_STAGES];
@@ -576,7 +574,8 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunS
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[], VarproRunSummary *summary)
+PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[],
+                                VarproRunSummary *summary)
 {
   VarproResult res;
 

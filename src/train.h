@@ -7,12 +7,12 @@ typedef struct _p_VarproTrainer *VarproTrainer;
 
 /* What a finished (or skipped) run reports for the job's closing table. */
 typedef struct {
-  PetscBool skipped;        /* a complete result existed */
+  PetscBool skipped; /* a complete result existed */
   PetscInt  epochs;
-  PetscReal reduced_risk;   /* at the last step taken, before its update */
-  PetscReal mmd;            /* at the final features */
-  PetscReal wall_time;      /* seconds, whole run */
-  PetscReal time_per_step;  /* seconds, median over steps */
+  PetscReal reduced_risk;  /* at the last step taken, before its update */
+  PetscReal mmd;           /* at the final features */
+  PetscReal wall_time;     /* seconds, whole run */
+  PetscReal time_per_step; /* seconds, median over steps */
 } VarproRunSummary;
 
 /* Sets up the problem, the distributed kernel matrix and the inner solver of cfg. Collective. */
@@ -21,7 +21,8 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *tr);
 
 /* Trains for cfg->epochs steps, streaming the histories to a result file in output_dir.
    run_info is stored as attribute "run_info" (how the run was launched). Collective. */
-PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[], VarproRunSummary *summary);
+PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[],
+                                VarproRunSummary *summary);
 
 /* Progress lines every 1% of a run, at most once every interval seconds (default 10). */
 PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seconds);

@@ -16,7 +16,7 @@ PetscErrorCode VarproInputErrorSync(MPI_Comm comm, const char msg[]);
 /* The contents of a data file (see README, "Data files"). Every array is replicated on
    every rank, row-major. */
 typedef struct {
-  PetscInt N, T, M;
+  PetscInt   N, T, M;
   PetscReal *inputs;                /* N x 2 */
   PetscReal *targets;               /* N */
   PetscReal *teacher_features;      /* T x 2 */

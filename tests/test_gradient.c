@@ -44,11 +44,14 @@ static PetscErrorCode CheckRegularization(VarproRegularization reg, int *failure
     w[k] = saved;
     fd   = (plus - minus) / (2 * h);
     err  = fabs(fd - g[k]) / PetscMax(fabs(g[k]), 1e-3);
-    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s %s dR/dw[%" PetscInt_FMT "][%" PetscInt_FMT "] analytic % .10e  differences % .10e  rel err %.1e\n",
-                          err < 1e-6 ? "ok  " : "FAIL", VarproRegularizations[reg], k / 2, k % 2, (double)g[k], (double)fd, (double)err));
+    PetscCall(PetscPrintf(
+      PETSC_COMM_WORLD,
+      "%s %s dR/dw[%" PetscInt_FMT "][%" PetscInt_FMT "] analytic % .10e  differences % .10e  rel err %.1e\n",
+      err < 1e-6 ? "ok  " : "FAIL", VarproRegularizations[reg], k / 2, k % 2, (double)g[k], (double)fd, (double)err));
     if (!(err < 1e-6)) (*failures)++;
   }
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s reduced risk at the initial features: %.12e\n", VarproRegularizations[reg], (double)risk));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s reduced risk at the initial features: %.12e\n",
+                        VarproRegularizations[reg], (double)risk));
   if (!(risk > 0 && isfinite(risk))) (*failures)++;
   PetscCall(PetscFree2(w, g));
   PetscCall(VarproTrainerDestroy(&tr));

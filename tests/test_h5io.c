@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TestCallH5(call) \
-  do { \
-    if ((call) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: %s", #call); \
+#define TestCallH5(call)                                                                                               \
+  do {                                                                                                                 \
+    if ((call) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: %s", #call);                            \
   } while (0)
 
 #define PATH_LEN (VARPRO_PATH_MAX + 64)
@@ -27,16 +27,14 @@ static char           caught_msg[VARPRO_MSG_MAX];
 
 /* Keeps the message of the latest error raised, so that a test can check it; user errors are
    expected here and stay quiet, anything else also gets PETSc's traceback. */
-static PetscErrorCode CatchErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file,
-                                        PetscErrorCode n, PetscErrorType p, const char *mess,
-                                        void *ctx)
+static PetscErrorCode CatchErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n,
+                                        PetscErrorType p, const char *mess, void *ctx)
 {
   if (p == PETSC_ERROR_INITIAL) {
     caught_code = n;
     snprintf(caught_msg, sizeof(caught_msg), "%s", mess ? mess : "");
   }
-  if (n != PETSC_ERR_USER_INPUT)
-    return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
+  if (n != PETSC_ERR_USER_INPUT) return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
   return n;
 }
 
@@ -51,24 +49,28 @@ static PetscErrorCode Check(MPI_Comm comm, PetscBool ok, const char what[])
 }
 
 /* Checks that ierr is a user input error with message expected, on every rank. */
-static PetscErrorCode CheckInputError(MPI_Comm comm, PetscErrorCode ierr, const char expected[],
-                                      const char what[])
+static PetscErrorCode CheckInputError(MPI_Comm comm, PetscErrorCode ierr, const char expected[], const char what[])
 {
-  PetscBool ok = (PetscBool)(ierr == PETSC_ERR_USER_INPUT && !strcmp(caught_msg, expected));
+  PetscBool ok =
+    (PetscBool)(ierr == PETSC_ERR_USER_INPUT && caught_code == PETSC_ERR_USER_INPUT && !strcmp(caught_msg, expected));
 
   PetscFunctionBeginUser;
   PetscCall(Check(comm, ok, what));
   if (!ok) PetscCall(PetscPrintf(comm, "     error %d, message: %s\n", (int)ierr, caught_msg));
   caught_msg[0] = 0;
+  caught_code   = 0;
   PetscFunctionReturn(0);
 }
 
-static PetscBool FileExists(const char path[]) { return (PetscBool)(access(path, F_OK) == 0); }
+static PetscBool FileExists(const char path[])
+{
+  return (PetscBool)(access(path, F_OK) == 0);
+}
 
 /* ---- making and reading HDF5 files ------------------------------------------------------- */
 
-static PetscErrorCode WriteDataset(hid_t file, const char name[], hid_t type, int ndims,
-                                   const hsize_t dims[], const void *buf)
+static PetscErrorCode WriteDataset(hid_t file, const char name[], hid_t type, int ndims, const hsize_t dims[],
+                                   const void *buf)
 {
   hid_t space, dset;
 
@@ -84,8 +86,7 @@ static PetscErrorCode WriteDataset(hid_t file, const char name[], hid_t type, in
 /* A small data file with N = 4, T = 2, M = 3, bent by the arguments: inputs with input_cols
    columns, targets_rows targets of kind 0 float64, 1 int64 (1, 2, ...), 2 strings, and the
    student dataset only when with_student. */
-static PetscErrorCode WriteSmallDataFile(const char path[], hsize_t input_cols,
-                                         hsize_t targets_rows, int targets_kind,
+static PetscErrorCode WriteSmallDataFile(const char path[], hsize_t input_cols, hsize_t targets_rows, int targets_kind,
                                          PetscBool with_student)
 {
   const double  values[12]    = {0.5, -1, 1.5, 0.25, -0.75, 1, 2, -2, 0.125, 0, 1, -1};
@@ -99,10 +100,8 @@ static PetscErrorCode WriteSmallDataFile(const char path[], hsize_t input_cols,
   dims[0] = 4, dims[1] = input_cols;
   PetscCall(WriteDataset(file, "inputs", H5T_NATIVE_DOUBLE, 2, dims, values));
   dims[0] = targets_rows;
-  if (targets_kind == 0)
-    PetscCall(WriteDataset(file, "targets", H5T_NATIVE_DOUBLE, 1, dims, values));
-  if (targets_kind == 1)
-    PetscCall(WriteDataset(file, "targets", H5T_NATIVE_INT64, 1, dims, integers));
+  if (targets_kind == 0) PetscCall(WriteDataset(file, "targets", H5T_NATIVE_DOUBLE, 1, dims, values));
+  if (targets_kind == 1) PetscCall(WriteDataset(file, "targets", H5T_NATIVE_INT64, 1, dims, integers));
   if (targets_kind == 2) {
     TestCallH5(strtype = H5Tcopy(H5T_C_S1));
     TestCallH5(H5Tset_size(strtype, 4));
@@ -112,32 +111,44 @@ static PetscErrorCode WriteSmallDataFile(const char path[], hsize_t input_cols,
   dims[0] = 2, dims[1] = 2;
   PetscCall(WriteDataset(file, "teacher_features", H5T_NATIVE_DOUBLE, 2, dims, values));
   dims[0] = 3;
-  if (with_student)
-    PetscCall(WriteDataset(file, "student_features_init", H5T_NATIVE_DOUBLE, 2, dims, values));
+  if (with_student) PetscCall(WriteDataset(file, "student_features_init", H5T_NATIVE_DOUBLE, 2, dims, values));
   TestCallH5(H5Fclose(file));
   PetscFunctionReturn(0);
 }
 
-/* Reads a whole dataset into a new array; dims gets its shape, *layout its storage layout and
-   maxdims0 its maximal first dimension. */
-static PetscErrorCode ReadDataset(hid_t file, const char name[], hid_t memtype, size_t elsize,
-                                  int *ndims, hsize_t dims[], hsize_t *maxdims0,
-                                  H5D_layout_t *layout, void **buf)
+/* Reads the whole dataset name (8-byte elements) into a new array. *ok stays true only when its
+   shape is dims[0..ndims-1] and it is chunked and unlimited along the first axis (extendible) or
+   contiguous (not extendible). */
+static PetscErrorCode ReadDataset(hid_t file, const char name[], hid_t memtype, int ndims, const hsize_t dims[],
+                                  PetscBool extendible, void **buf, PetscBool *ok)
 {
-  hid_t   dset, space, dcpl;
-  hsize_t maxdims[H5S_MAX_RANK];
-  size_t  n = 1;
+  hid_t        dset, space, dcpl;
+  int          found_ndims;
+  hsize_t      found[H5S_MAX_RANK], maxdims[H5S_MAX_RANK];
+  H5D_layout_t layout;
+  size_t       n = 1;
 
   PetscFunctionBeginUser;
   TestCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT));
   TestCallH5(space = H5Dget_space(dset));
-  TestCallH5(*ndims = H5Sget_simple_extent_ndims(space));
-  TestCallH5(H5Sget_simple_extent_dims(space, dims, maxdims));
-  *maxdims0 = maxdims[0];
-  for (int d = 0; d < *ndims; d++) n *= (size_t)dims[d];
+  TestCallH5(found_ndims = H5Sget_simple_extent_ndims(space));
+  TestCallH5(H5Sget_simple_extent_dims(space, found, maxdims));
   TestCallH5(dcpl = H5Dget_create_plist(dset));
-  TestCallH5(*layout = H5Pget_layout(dcpl));
-  PetscCall(PetscMalloc(PetscMax(n, 1) * elsize, buf));
+  TestCallH5(layout = H5Pget_layout(dcpl));
+
+  /* Shape and layout */
+  *ok = (PetscBool)(*ok && found_ndims == ndims);
+  for (int d = 0; d < found_ndims; d++) {
+    *ok = (PetscBool)(*ok && found[d] == dims[d]);
+    n *= (size_t)found[d];
+  }
+  if (extendible)
+    *ok = (PetscBool)(*ok && layout == H5D_CHUNKED && maxdims[0] == H5S_UNLIMITED);
+  else
+    *ok = (PetscBool)(*ok && layout == H5D_CONTIGUOUS);
+
+  /* Values */
+  PetscCall(PetscMalloc(PetscMax(n, 1) * 8, buf));
   if (n) TestCallH5(H5Dread(dset, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *buf));
   TestCallH5(H5Pclose(dcpl));
   TestCallH5(H5Sclose(space));
@@ -157,8 +168,7 @@ static PetscErrorCode ReadAttribute(hid_t file, const char name[], hid_t memtype
 }
 
 /* Compares a variable-length UTF-8 string attribute with expected. */
-static PetscErrorCode AttributeStringIs(hid_t file, const char name[], const char expected[],
-                                        PetscBool *same)
+static PetscErrorCode AttributeStringIs(hid_t file, const char name[], const char expected[], PetscBool *same)
 {
   hid_t strtype;
   char *value = NULL;
@@ -176,11 +186,11 @@ static PetscErrorCode AttributeStringIs(hid_t file, const char name[], const cha
 
 /* ---- the run written by the result tests ------------------------------------------------- */
 
-#define RUN_M         3
-#define RUN_T         2
-#define RUN_EPOCHS    5000
+#define RUN_M 3
+#define RUN_T 2
+#define RUN_EPOCHS 5000
 #define RUN_SNAPSHOTS 7
-#define RUN_MMDS      4
+#define RUN_MMDS 4
 
 static void ConfigFill(VarproConfig *cfg, const char name[])
 {
@@ -203,13 +213,34 @@ static void ConfigFill(VarproConfig *cfg, const char name[])
 }
 
 /* Deterministic values, distinct per step and entry, exact in binary. */
-static PetscReal RunLoss(PetscInt s) { return 1.0 / (s + 1); }
-static PetscReal RunStepTime(PetscInt s) { return 0.25 + s * 0.0078125; }
-static PetscInt  RunSnapshotStep(PetscInt k) { return 800 * k; }
-static PetscReal RunFeature(PetscInt k, PetscInt i) { return -2 + 0.0625 * k + 0.5 * i; }
-static PetscReal RunWeight(PetscInt k, PetscInt j) { return 1.5 * k - j; }
-static PetscInt  RunMMDStep(PetscInt k) { return (RUN_EPOCHS * k) / (RUN_MMDS - 1); }
-static PetscReal RunMMD(PetscInt k) { return 0.5 / (k + 1); }
+static PetscReal RunLoss(PetscInt s)
+{
+  return 1.0 / (s + 1);
+}
+static PetscReal RunStepTime(PetscInt s)
+{
+  return 0.25 + s * 0.0078125;
+}
+static PetscInt RunSnapshotStep(PetscInt k)
+{
+  return 800 * k;
+}
+static PetscReal RunFeature(PetscInt k, PetscInt i)
+{
+  return -2 + 0.0625 * k + 0.5 * i;
+}
+static PetscReal RunWeight(PetscInt k, PetscInt j)
+{
+  return 1.5 * k - j;
+}
+static PetscInt RunMMDStep(PetscInt k)
+{
+  return (RUN_EPOCHS * k) / (RUN_MMDS - 1);
+}
+static PetscReal RunMMD(PetscInt k)
+{
+  return 0.5 / (k + 1);
+}
 
 /* Writes the run: teacher, all histories and a few extra attributes (one overwritten). */
 static PetscErrorCode WriteRun(VarproResult res)
@@ -219,15 +250,13 @@ static PetscErrorCode WriteRun(VarproResult res)
 
   PetscFunctionBeginUser;
   PetscCall(VarproResultWriteTeacher(res, teacher));
-  for (PetscInt s = 0; s < RUN_EPOCHS; s++)
-    PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
+  for (PetscInt s = 0; s < RUN_EPOCHS; s++) PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
   for (PetscInt k = 0; k < RUN_SNAPSHOTS; k++) {
     for (PetscInt i = 0; i < 2 * RUN_M; i++) features[i] = RunFeature(k, i);
     for (PetscInt j = 0; j < RUN_M; j++) weights[j] = RunWeight(k, j);
     PetscCall(VarproResultAppendSnapshot(res, RunSnapshotStep(k), features, weights));
   }
-  for (PetscInt k = 0; k < RUN_MMDS; k++)
-    PetscCall(VarproResultAppendMMD(res, RunMMDStep(k), RunMMD(k)));
+  for (PetscInt k = 0; k < RUN_MMDS; k++) PetscCall(VarproResultAppendMMD(res, RunMMDStep(k), RunMMD(k)));
   PetscCall(VarproResultSetAttributeInt(res, "ranks", 99));
   PetscCall(VarproResultSetAttributeInt(res, "ranks", 2));
   PetscCall(VarproResultSetAttributeInt(res, "N", 512));
@@ -239,47 +268,31 @@ static PetscErrorCode WriteRun(VarproResult res)
 /* Rank 0: the 1-D and snapshot histories read back exactly as written. */
 static PetscErrorCode CheckRunHistories(hid_t file, PetscBool *ok)
 {
-  int          nd[7];
-  hsize_t      dims[7][3], maxdims0[7];
-  H5D_layout_t layout[7];
-  PetscReal   *loss, *time, *features, *weights, *mmd;
-  PetscInt64  *snap_steps, *mmd_steps;
+  const hsize_t steps[1] = {RUN_EPOCHS}, snapshots[3] = {RUN_SNAPSHOTS, RUN_M, 2};
+  const hsize_t mmds[1] = {RUN_MMDS};
+  PetscReal    *loss, *time, *features, *weights, *mmd;
+  PetscInt64   *snap_steps, *mmd_steps;
 
   PetscFunctionBeginUser;
-  PetscCall(ReadDataset(file, "loss", H5T_NATIVE_DOUBLE, 8, &nd[0], dims[0], &maxdims0[0],
-                        &layout[0], (void **)&loss));
-  PetscCall(ReadDataset(file, "step_time", H5T_NATIVE_DOUBLE, 8, &nd[1], dims[1], &maxdims0[1],
-                        &layout[1], (void **)&time));
-  PetscCall(ReadDataset(file, "snapshot_steps", H5T_NATIVE_INT64, 8, &nd[2], dims[2], &maxdims0[2],
-                        &layout[2], (void **)&snap_steps));
-  PetscCall(ReadDataset(file, "snapshot_features", H5T_NATIVE_DOUBLE, 8, &nd[3], dims[3],
-                        &maxdims0[3], &layout[3], (void **)&features));
-  PetscCall(ReadDataset(file, "snapshot_outer_weights", H5T_NATIVE_DOUBLE, 8, &nd[4], dims[4],
-                        &maxdims0[4], &layout[4], (void **)&weights));
-  PetscCall(ReadDataset(file, "mmd_steps", H5T_NATIVE_INT64, 8, &nd[5], dims[5], &maxdims0[5],
-                        &layout[5], (void **)&mmd_steps));
-  PetscCall(ReadDataset(file, "mmd", H5T_NATIVE_DOUBLE, 8, &nd[6], dims[6], &maxdims0[6],
-                        &layout[6], (void **)&mmd));
-
   /* Shapes, chunked and unlimited along the first axis */
-  *ok = (PetscBool)(nd[0] == 1 && dims[0][0] == RUN_EPOCHS && nd[1] == 1 &&
-                    dims[1][0] == RUN_EPOCHS && nd[2] == 1 && dims[2][0] == RUN_SNAPSHOTS &&
-                    nd[3] == 3 && dims[3][0] == RUN_SNAPSHOTS && dims[3][1] == RUN_M &&
-                    dims[3][2] == 2 && nd[4] == 2 && dims[4][0] == RUN_SNAPSHOTS &&
-                    dims[4][1] == RUN_M && nd[5] == 1 && dims[5][0] == RUN_MMDS && nd[6] == 1 &&
-                    dims[6][0] == RUN_MMDS);
-  for (int d = 0; d < 7; d++)
-    *ok = (PetscBool)(*ok && layout[d] == H5D_CHUNKED && maxdims0[d] == H5S_UNLIMITED);
+  *ok = PETSC_TRUE;
+  PetscCall(ReadDataset(file, "loss", H5T_NATIVE_DOUBLE, 1, steps, PETSC_TRUE, (void **)&loss, ok));
+  PetscCall(ReadDataset(file, "step_time", H5T_NATIVE_DOUBLE, 1, steps, PETSC_TRUE, (void **)&time, ok));
+  PetscCall(ReadDataset(file, "snapshot_steps", H5T_NATIVE_INT64, 1, snapshots, PETSC_TRUE, (void **)&snap_steps, ok));
+  PetscCall(
+    ReadDataset(file, "snapshot_features", H5T_NATIVE_DOUBLE, 3, snapshots, PETSC_TRUE, (void **)&features, ok));
+  PetscCall(
+    ReadDataset(file, "snapshot_outer_weights", H5T_NATIVE_DOUBLE, 2, snapshots, PETSC_TRUE, (void **)&weights, ok));
+  PetscCall(ReadDataset(file, "mmd_steps", H5T_NATIVE_INT64, 1, mmds, PETSC_TRUE, (void **)&mmd_steps, ok));
+  PetscCall(ReadDataset(file, "mmd", H5T_NATIVE_DOUBLE, 1, mmds, PETSC_TRUE, (void **)&mmd, ok));
 
   /* Values, compared exactly */
   for (PetscInt s = 0; *ok && s < RUN_EPOCHS; s++)
     *ok = (PetscBool)(loss[s] == RunLoss(s) && time[s] == RunStepTime(s));
   for (PetscInt k = 0; *ok && k < RUN_SNAPSHOTS; k++) {
     *ok = (PetscBool)(snap_steps[k] == RunSnapshotStep(k));
-    for (PetscInt i = 0; i < 2 * RUN_M; i++)
-      *ok = (PetscBool)(*ok && features[2 * RUN_M * k + i] == RunFeature(k, i));
-    for (PetscInt j = 0; j < RUN_M; j++)
-      *ok = (PetscBool)(*ok && weights[RUN_M * k + j] == RunWeight(k, j));
+    for (PetscInt i = 0; i < 2 * RUN_M; i++) *ok = (PetscBool)(*ok && features[2 * RUN_M * k + i] == RunFeature(k, i));
+    for (PetscInt j = 0; j < RUN_M; j++) *ok = (PetscBool)(*ok && weights[RUN_M * k + j] == RunWeight(k, j));
   }
   for (PetscInt k = 0; *ok && k < RUN_MMDS; k++)
     *ok = (PetscBool)(mmd_steps[k] == RunMMDStep(k) && mmd[k] == RunMMD(k));
@@ -296,14 +309,12 @@ static PetscErrorCode CheckRunHistories(hid_t file, PetscBool *ok)
 /* Rank 0: teacher and attributes read back exactly as written. */
 static PetscErrorCode CheckRunAttributes(hid_t file, const VarproConfig *cfg, PetscBool *ok)
 {
-  char       text[8192];
-  PetscInt64 complete = 0, ranks = 0, N = 0, M = 0, T = 0, seed = 0, epochs = 0, saving = 0,
-             points   = 0;
-  PetscReal    lambda = 0, gamma = 0, tau = 0, wall = 0, *teacher;
-  PetscBool    s[5];
-  int          nd;
-  hsize_t      dims[2], maxdims0;
-  H5D_layout_t layout;
+  const hsize_t dims[2] = {RUN_T, 2};
+  char          text[8192];
+  PetscInt64    complete = 0, ranks = 0, N = 0, M = 0, T = 0, seed = 0, epochs = 0;
+  PetscInt64    saving = 0, points = 0;
+  PetscReal     lambda = 0, gamma = 0, tau = 0, wall = 0, *teacher;
+  PetscBool     s[5], shape = PETSC_TRUE;
 
   PetscFunctionBeginUser;
   PetscCall(VarproConfigFormat(cfg, text, sizeof(text)));
@@ -325,16 +336,12 @@ static PetscErrorCode CheckRunAttributes(hid_t file, const VarproConfig *cfg, Pe
   PetscCall(ReadAttribute(file, "gamma", H5T_NATIVE_DOUBLE, &gamma));
   PetscCall(ReadAttribute(file, "time_scale", H5T_NATIVE_DOUBLE, &tau));
   PetscCall(ReadAttribute(file, "wall_time", H5T_NATIVE_DOUBLE, &wall));
-  PetscCall(ReadDataset(file, "teacher_features", H5T_NATIVE_DOUBLE, 8, &nd, dims, &maxdims0,
-                        &layout, (void **)&teacher));
-  *ok = (PetscBool)(s[0] && s[1] && s[2] && s[3] && s[4] && complete == 1 && ranks == 2 &&
-                    N == 512 && M == RUN_M && T == RUN_T && seed == cfg->seed &&
-                    epochs == cfg->epochs && saving == cfg->saving_step &&
+  PetscCall(ReadDataset(file, "teacher_features", H5T_NATIVE_DOUBLE, 2, dims, PETSC_FALSE, (void **)&teacher, &shape));
+  *ok = (PetscBool)(s[0] && s[1] && s[2] && s[3] && s[4] && complete == 1 && ranks == 2 && N == 512 && M == RUN_M &&
+                    T == RUN_T && seed == cfg->seed && epochs == cfg->epochs && saving == cfg->saving_step &&
                     points == cfg->mmd_points && lambda == cfg->lambda && gamma == cfg->gamma &&
                     tau == cfg->time_scale && wall == 12.375);
-  *ok =
-      (PetscBool)(*ok && nd == 2 && dims[0] == RUN_T && dims[1] == 2 && layout == H5D_CONTIGUOUS &&
-                  teacher[0] == -1 && teacher[1] == 0 && teacher[2] == 1 && teacher[3] == 1);
+  *ok = (PetscBool)(*ok && shape && teacher[0] == -1 && teacher[1] == 0 && teacher[2] == 1 && teacher[3] == 1);
   PetscCall(PetscFree(teacher));
   PetscFunctionReturn(0);
 }
@@ -350,8 +357,8 @@ static PetscErrorCode TestDataFixture(MPI_Comm comm, const char datadir[])
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/xcheck_biased_M64_N512.h5", datadir));
   PetscCall(VarproDataRead(comm, path, &data));
-  PetscCall(Check(comm, (PetscBool)(data.N == 512 && data.T == 256 && data.M == 64),
-                  "fixture: N = 512, T = 256, M = 64"));
+  PetscCall(
+    Check(comm, (PetscBool)(data.N == 512 && data.T == 256 && data.M == 64), "fixture: N = 512, T = 256, M = 64"));
   PetscCall(Check(comm,
                   (PetscBool)(PetscAbsReal(data.inputs[0] - 0.345584192064786) < 1e-15 &&
                               PetscAbsReal(data.inputs[1] - 0.8216181435011584) < 1e-15 &&
@@ -361,13 +368,10 @@ static PetscErrorCode TestDataFixture(MPI_Comm comm, const char datadir[])
                   (PetscBool)(PetscAbsReal(data.targets[511] - 0.8658181931774731) < 1e-15 &&
                               PetscAbsReal(data.targets[0] - 1.0812256213146685) < 1e-15),
                   "fixture: targets[0], targets[511]"));
-  PetscCall(Check(
-      comm,
-      (PetscBool)(PetscAbsReal(data.teacher_features[2 * 255 + 1] - 0.8243920505046844) < 1e-15),
-      "fixture: teacher_features[255][1]"));
-  PetscCall(Check(
-      comm, (PetscBool)(PetscAbsReal(data.student_features_init[0] - 1.6645762897463214) < 1e-15),
-      "fixture: student_features_init[0][0]"));
+  PetscCall(Check(comm, (PetscBool)(PetscAbsReal(data.teacher_features[2 * 255 + 1] - 0.8243920505046844) < 1e-15),
+                  "fixture: teacher_features[255][1]"));
+  PetscCall(Check(comm, (PetscBool)(PetscAbsReal(data.student_features_init[0] - 1.6645762897463214) < 1e-15),
+                  "fixture: student_features_init[0][0]"));
   PetscCall(VarproDataDestroy(&data));
   PetscFunctionReturn(0);
 }
@@ -383,18 +387,16 @@ static PetscErrorCode TestDataInteger(MPI_Comm comm, const char scratch[], Petsc
   if (rank == 0) PetscCall(WriteSmallDataFile(path, 2, 4, 1, PETSC_TRUE));
   PetscCall(VarproDataRead(comm, path, &data));
   PetscCall(
-      Check(comm,
-            (PetscBool)(data.N == 4 && data.T == 2 && data.M == 3 && data.targets[0] == 1 &&
-                        data.targets[3] == 4 && data.inputs[6] == 2 &&
-                        data.teacher_features[3] == 0.25 && data.student_features_init[5] == 1),
-            "small data file: int64 targets read as float64"));
+    Check(comm,
+          (PetscBool)(data.N == 4 && data.T == 2 && data.M == 3 && data.targets[0] == 1 && data.targets[3] == 4 &&
+                      data.inputs[6] == 2 && data.teacher_features[3] == 0.25 && data.student_features_init[5] == 1),
+          "small data file: int64 targets read as float64"));
   PetscCall(VarproDataDestroy(&data));
   PetscFunctionReturn(0);
 }
 
 /* Reads path, expecting a user input error with message expected. */
-static PetscErrorCode ExpectDataError(MPI_Comm comm, const char path[], const char expected[],
-                                      const char what[])
+static PetscErrorCode ExpectDataError(MPI_Comm comm, const char path[], const char expected[], const char what[])
 {
   VarproData     data;
   PetscErrorCode ierr;
@@ -414,46 +416,41 @@ static PetscErrorCode TestDataErrors(MPI_Comm comm, const char scratch[], PetscM
 
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/missing.h5", scratch));
-  PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "%s: cannot read data file: No such file or directory", path));
+  PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: cannot read data file: No such file or directory", path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: missing file"));
 
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/garbage.h5", scratch));
   if (rank == 0) {
-    PetscCheck(fp = fopen(path, "w"), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s",
-               path);
+    PetscCheck(fp = fopen(path, "w"), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s", path);
     fprintf(fp, "inputs,targets\n1,2\n");
     PetscCheck(!fclose(fp), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s", path);
   }
-  PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: cannot read data file: not an HDF5 file",
-                          path));
+  PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: cannot read data file: not an HDF5 file", path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: not an HDF5 file"));
 
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/nostudent.h5", scratch));
   if (rank == 0) PetscCall(WriteSmallDataFile(path, 2, 4, 0, PETSC_FALSE));
-  PetscCall(PetscSNPrintf(
-      expected, sizeof(expected),
-      "%s: no dataset 'student_features_init' (a data file holds inputs, targets, teacher_features and student_features_init)",
-      path));
+  PetscCall(PetscSNPrintf(expected, sizeof(expected),
+                          "%s: no dataset 'student_features_init' (a data file holds inputs, "
+                          "targets, teacher_features and student_features_init)",
+                          path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: missing dataset"));
 
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/badtargets.h5", scratch));
   if (rank == 0) PetscCall(WriteSmallDataFile(path, 2, 3, 0, PETSC_TRUE));
-  PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "%s: dataset 'targets' has shape 3, expected 4 (N from 'inputs')", path));
+  PetscCall(
+    PetscSNPrintf(expected, sizeof(expected), "%s: dataset 'targets' has shape 3, expected 4 (N from 'inputs')", path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: targets length differs from N"));
 
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/badinputs.h5", scratch));
   if (rank == 0) PetscCall(WriteSmallDataFile(path, 3, 4, 0, PETSC_TRUE));
   PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "%s: dataset 'inputs' has shape 4 x 3, expected N x 2 with N >= 1",
-                          path));
+                          "%s: dataset 'inputs' has shape 4 x 3, expected N x 2 with N >= 1", path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: inputs not N x 2"));
 
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/strtargets.h5", scratch));
   if (rank == 0) PetscCall(WriteSmallDataFile(path, 2, 4, 2, PETSC_TRUE));
-  PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "%s: dataset 'targets' is not numeric (float or integer)", path));
+  PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: dataset 'targets' is not numeric (float or integer)", path));
   PetscCall(ExpectDataError(comm, path, expected, "data error: string targets"));
   PetscFunctionReturn(0);
 }
@@ -481,16 +478,16 @@ static PetscErrorCode TestOutputDir(MPI_Comm comm, const char scratch[], PetscMP
     PetscCheck(!fclose(fp), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s", dir);
   }
   PetscCall(PetscSNPrintf(dir, sizeof(dir), "%s/afile/sub", scratch));
-  PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "output directory %s: cannot create %s: Not a directory", dir, dir));
+  PetscCall(
+    PetscSNPrintf(expected, sizeof(expected), "output directory %s: cannot create %s: Not a directory", dir, dir));
   ierr = VarproOutputDirCheck(comm, dir); /* expected to fail */
   PetscCall(CheckInputError(comm, ierr, expected, "output dir: path under a regular file refused"));
   PetscFunctionReturn(0);
 }
 
 /* Checks which of the partial and final files of cfg in dir exist, looking on rank 0. */
-static PetscErrorCode CheckResultFiles(MPI_Comm comm, const char dir[], const VarproConfig *cfg,
-                                       PetscBool partial, PetscBool final, const char what[])
+static PetscErrorCode CheckResultFiles(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool partial,
+                                       PetscBool final, const char what[])
 {
   PetscMPIInt rank;
   PetscBool   ok = PETSC_TRUE;
@@ -511,15 +508,15 @@ static PetscErrorCode CheckResultFiles(MPI_Comm comm, const char dir[], const Va
 /* Rank 0: removes the result files an earlier run of this test left in dir. */
 static PetscErrorCode RemoveOldResults(const char dir[])
 {
-  const char *names[] = {"unbiased_M3.h5", "unbiased_M3.h5.partial", "unfinished.h5",
-                         "unfinished.h5.partial", "junk.h5"};
+  const char *names[] = {"unbiased_M3.h5",        "unbiased_M3.h5.partial", "unfinished.h5",
+                         "unfinished.h5.partial", "flushed.h5.partial",     "junk.h5"};
   char        path[PATH_LEN];
 
   PetscFunctionBeginUser;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     PetscCall(PetscSNPrintf(path, sizeof(path), "%s/%s", dir, names[i]));
-    PetscCheck(!unlink(path) || errno == ENOENT, PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE,
-               "cannot remove %s: %s", path, strerror(errno));
+    PetscCheck(!unlink(path) || errno == ENOENT, PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot remove %s: %s", path,
+               strerror(errno));
   }
   PetscFunctionReturn(0);
 }
@@ -538,14 +535,12 @@ static PetscErrorCode TestResultWrite(MPI_Comm comm, const char dir[], PetscMPII
   ConfigFill(&cfg, "unbiased_M3");
   PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
   PetscCall(WriteRun(res));
-  PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_TRUE, PETSC_FALSE,
-                             "result: only <name>.h5.partial before Finish"));
+  PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_TRUE, PETSC_FALSE, "result: only <name>.h5.partial before Finish"));
 
   PetscCall(VarproResultFinish(res));
   PetscCall(VarproResultDestroy(&res));
   PetscCall(Check(comm, (PetscBool)(res == NULL), "result: Destroy sets NULL"));
-  PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_FALSE, PETSC_TRUE,
-                             "result: only <name>.h5 after Finish"));
+  PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_FALSE, PETSC_TRUE, "result: only <name>.h5 after Finish"));
 
   /* Read everything back on rank 0 */
   if (rank == 0) {
@@ -571,40 +566,49 @@ static PetscErrorCode PartialFileSize(const char dir[], const VarproConfig *cfg,
   PetscFunctionBeginUser;
   PetscCall(VarproResultPath(dir, cfg, path, sizeof(path)));
   PetscCall(PetscStrlcat(path, ".partial", sizeof(path)));
-  PetscCheck(!stat(path, &st), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot stat %s: %s", path,
-             strerror(errno));
+  PetscCheck(!stat(path, &st), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot stat %s: %s", path, strerror(errno));
   *size = st.st_size;
   PetscFunctionReturn(0);
 }
 
-/* A run destroyed without Finish (flushing at every append) leaves a readable partial file;
-   a new run of the same name replaces it, and finishes with empty histories. */
-static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], PetscMPIInt rank)
+/* With flush_seconds 0, every append reaches the file on disk at once. */
+static PetscErrorCode TestResultFlushTime(MPI_Comm comm, const char dir[], PetscMPIInt rank)
 {
   VarproConfig cfg;
   VarproResult res;
-  PetscBool    ok = PETSC_TRUE;
-  char         path[PATH_LEN];
-  hid_t        file;
-  int          nd;
-  hsize_t      dims[3], maxdims0;
-  H5D_layout_t layout;
-  PetscReal   *loss;
-  htri_t       has_complete = 1;
   off_t        size_created = 0, size_appended = 2 * 10 * sizeof(PetscReal);
 
   PetscFunctionBeginUser;
-  ConfigFill(&cfg, "unfinished");
+  ConfigFill(&cfg, "flushed");
   PetscCall(PetscOptionsSetValue(NULL, "-varpro_result_flush_seconds", "0"));
   PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
   PetscCall(PetscOptionsClearValue(NULL, "-varpro_result_flush_seconds"));
   if (rank == 0) PetscCall(PartialFileSize(dir, &cfg, &size_created));
-  for (PetscInt s = 0; s < 10; s++)
-    PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
+  for (PetscInt s = 0; s < 10; s++) PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
   if (rank == 0) PetscCall(PartialFileSize(dir, &cfg, &size_appended));
-  PetscCall(Check(comm,
-                  (PetscBool)(size_appended >= size_created + (off_t)(2 * 10 * sizeof(PetscReal))),
-                  "unfinished result: with flush_seconds 0, appends reach the file at once"));
+  PetscCall(Check(comm, (PetscBool)(size_appended >= size_created + (off_t)(2 * 10 * sizeof(PetscReal))),
+                  "flush_seconds 0: appends reach the file at once"));
+  PetscCall(VarproResultDestroy(&res));
+  PetscFunctionReturn(0);
+}
+
+/* A run destroyed without Finish leaves a readable partial file with what was buffered; a new
+   run of the same name replaces it, and finishes with empty histories. */
+static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], PetscMPIInt rank)
+{
+  VarproConfig  cfg;
+  VarproResult  res;
+  PetscBool     ok = PETSC_TRUE;
+  char          path[PATH_LEN];
+  hid_t         file;
+  const hsize_t losses[1] = {10}, empty[3] = {0, RUN_M, 2};
+  PetscReal    *values;
+  htri_t        has_complete = 1;
+
+  PetscFunctionBeginUser;
+  ConfigFill(&cfg, "unfinished");
+  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
+  for (PetscInt s = 0; s < 10; s++) PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
   PetscCall(VarproResultDestroy(&res));
   PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_TRUE, PETSC_FALSE,
                              "unfinished result: Destroy leaves only <name>.h5.partial"));
@@ -614,13 +618,12 @@ static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], Pets
     PetscCall(VarproResultPath(dir, &cfg, path, sizeof(path)));
     PetscCall(PetscStrlcat(path, ".partial", sizeof(path)));
     TestCallH5(file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
-    PetscCall(ReadDataset(file, "loss", H5T_NATIVE_DOUBLE, 8, &nd, dims, &maxdims0, &layout,
-                          (void **)&loss));
+    PetscCall(ReadDataset(file, "loss", H5T_NATIVE_DOUBLE, 1, losses, PETSC_TRUE, (void **)&values, &ok));
     TestCallH5(has_complete = H5Aexists(file, "complete"));
     TestCallH5(H5Fclose(file));
-    ok = (PetscBool)(nd == 1 && dims[0] == 10 && !has_complete);
-    for (PetscInt s = 0; ok && s < 10; s++) ok = (PetscBool)(loss[s] == RunLoss(s));
-    PetscCall(PetscFree(loss));
+    ok = (PetscBool)(ok && !has_complete);
+    for (PetscInt s = 0; ok && s < 10; s++) ok = (PetscBool)(values[s] == RunLoss(s));
+    PetscCall(PetscFree(values));
   }
   PetscCall(Check(comm, ok, "unfinished result: partial file readable, 10 losses, no 'complete'"));
 
@@ -633,11 +636,9 @@ static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], Pets
   if (rank == 0) {
     PetscCall(VarproResultPath(dir, &cfg, path, sizeof(path)));
     TestCallH5(file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
-    PetscCall(ReadDataset(file, "snapshot_features", H5T_NATIVE_DOUBLE, 8, &nd, dims, &maxdims0,
-                          &layout, (void **)&loss));
+    PetscCall(ReadDataset(file, "snapshot_features", H5T_NATIVE_DOUBLE, 3, empty, PETSC_TRUE, (void **)&values, &ok));
     TestCallH5(H5Fclose(file));
-    ok = (PetscBool)(nd == 3 && dims[0] == 0 && dims[1] == RUN_M && dims[2] == 2);
-    PetscCall(PetscFree(loss));
+    PetscCall(PetscFree(values));
   }
   PetscCall(Check(comm, ok, "restarted result: empty histories of shape 0 x M x 2"));
   PetscFunctionReturn(0);
@@ -664,28 +665,23 @@ static PetscErrorCode TestResultExists(MPI_Comm comm, const char dir[], PetscMPI
   ConfigFill(&cfg, "unbiased_M3");
   cfg.lambda = 1e-2;
   PetscCall(VarproResultPath(dir, &cfg, path, sizeof(path)));
-  PetscCall(PetscSNPrintf(
-      expected, sizeof(expected),
-      "%s: a result for a different configuration exists under this name; remove it or use --force",
-      path));
+  PetscCall(PetscSNPrintf(expected, sizeof(expected),
+                          "%s: a result for a different configuration exists under this name; remove it or use --force",
+                          path));
   ierr = VarproResultExists(comm, dir, &cfg, &exists); /* expected to fail */
-  PetscCall(CheckInputError(comm, ierr, expected,
-                            "exists: different configuration under the same name refused"));
+  PetscCall(CheckInputError(comm, ierr, expected, "exists: different configuration under the same name refused"));
 
   /* A file of the final name that is no result */
   ConfigFill(&cfg, "junk");
   PetscCall(VarproResultPath(dir, &cfg, path, sizeof(path)));
   if (rank == 0) {
-    PetscCheck(fp = fopen(path, "w"), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s",
-               path);
+    PetscCheck(fp = fopen(path, "w"), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s", path);
     PetscCheck(!fclose(fp), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s", path);
   }
   PetscCall(PetscSNPrintf(expected, sizeof(expected),
-                          "unreadable result file %s (not an HDF5 file); remove it or use --force",
-                          path));
+                          "unreadable result file %s (not an HDF5 file); remove it or use --force", path));
   ierr = VarproResultExists(comm, dir, &cfg, &exists); /* expected to fail */
-  PetscCall(CheckInputError(comm, ierr, expected,
-                            "exists: unreadable file under the result name refused"));
+  PetscCall(CheckInputError(comm, ierr, expected, "exists: unreadable file under the result name refused"));
   PetscFunctionReturn(0);
 }
 
@@ -699,8 +695,7 @@ int main(int argc, char **argv)
   PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
   comm = PETSC_COMM_WORLD;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCheck(argc >= 3, comm, PETSC_ERR_ARG_WRONG,
-             "usage: test_h5io <tests/data dir> <scratch dir>");
+  PetscCheck(argc >= 3, comm, PETSC_ERR_ARG_WRONG, "usage: test_h5io <tests/data dir> <scratch dir>");
   PetscCall(PetscPushErrorHandler(CatchErrorHandler, NULL));
 
   /* The scratch directory itself is made by the code under test */
@@ -715,6 +710,7 @@ int main(int argc, char **argv)
   PetscCall(VarproOutputDirCheck(comm, results));
   if (rank == 0) PetscCall(RemoveOldResults(results));
   PetscCall(TestResultWrite(comm, results, rank));
+  PetscCall(TestResultFlushTime(comm, results, rank));
   PetscCall(TestResultUnfinished(comm, results, rank));
   PetscCall(TestResultExists(comm, results, rank));
 

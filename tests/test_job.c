@@ -23,9 +23,10 @@ typedef struct {
 /* The message of the error that started the last failure */
 static char captured[4096];
 
-static PetscErrorCode CaptureError(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n, PetscErrorType p,
-                                   const char *mess, void *ctx)
+static PetscErrorCode CaptureError(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n,
+                                   PetscErrorType p, const char *mess, void *ctx)
 {
+  (void)comm, (void)line, (void)fun, (void)file, (void)ctx;
   if (p == PETSC_ERROR_INITIAL) (void)snprintf(captured, sizeof(captured), "%s", mess ? mess : "");
   return n;
 }
@@ -59,8 +60,8 @@ typedef struct {
 } Expected;
 
 #define TAU 0.0009765625
-#define B   VARPRO_BIASED
-#define U   VARPRO_UNBIASED
+#define B VARPRO_BIASED
+#define U VARPRO_UNBIASED
 
 /* good.yaml, expanded: the grid with regularization outermost and seed fastest, then the named
    run, then the data-file run; defaults epochs 2000 and lambda 0.01 apply unless overridden. */
@@ -126,13 +127,15 @@ static PetscErrorCode TestGood(Tester *t)
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/good.yaml", t->dir));
   PetscCall(VarproJobLoad(t->comm, path, &job));
-  PetscCall(Check(t, !strcmp(job.path, path) && !strcmp(job.output_dir, "results/test-job"), "good.yaml: path and output directory"));
+  PetscCall(Check(t, !strcmp(job.path, path) && !strcmp(job.output_dir, "results/test-job"),
+                  "good.yaml: path and output directory"));
   PetscCall(PetscSNPrintf(what, sizeof(what), "good.yaml: %d configurations (got %d)", (int)n, (int)job.nconfigs));
   PetscCall(Check(t, job.nconfigs == n, what));
   for (PetscInt i = 0; i < n && job.nconfigs == n; i++) {
     const char *bad = ConfigMismatch(&job.configs[i], &good[i], i);
 
-    if (bad) fprintf(stderr, "[rank %d] configuration %d (%s): %s differs\n", t->rank, (int)i, job.configs[i].name, bad);
+    if (bad)
+      fprintf(stderr, "[rank %d] configuration %d (%s): %s differs\n", t->rank, (int)i, job.configs[i].name, bad);
     PetscCall(PetscSNPrintf(what, sizeof(what), "good.yaml: configuration %d is %s", (int)i, good[i].name));
     PetscCall(Check(t, bad ? PETSC_FALSE : PETSC_TRUE, what));
   }
@@ -144,7 +147,8 @@ static PetscErrorCode TestGood(Tester *t)
   PetscCall(Check(t, !strcmp(text, single_run_text), "canonical text of single-run"));
   PetscCall(PetscStrncpy(cfg.data_file, "a \"b\\c\n", sizeof(cfg.data_file)));
   PetscCall(VarproConfigFormat(&cfg, text, sizeof(text)));
-  PetscCall(Check(t, strstr(text, "\ndata_file: \"a \\\"b\\\\c\\x0A\"\n") ? PETSC_TRUE : PETSC_FALSE, "canonical text escapes quote, backslash and newline"));
+  PetscCall(Check(t, strstr(text, "\ndata_file: \"a \\\"b\\\\c\\x0A\"\n") ? PETSC_TRUE : PETSC_FALSE,
+                  "canonical text escapes quote, backslash and newline"));
   PetscCall(PetscPushErrorHandler(CaptureError, NULL));
   ierr = VarproConfigFormat(&cfg, text, 32);
   PetscCall(PetscPopErrorHandler());
@@ -159,7 +163,8 @@ static PetscErrorCode TestGood(Tester *t)
 
 /* Loads path, which must fail with PETSC_ERR_USER_INPUT, leave the job empty, and give a message
    starting "<path>:<line>:<column>: " (just "<path>: " when line is 0) and containing text. */
-static PetscErrorCode ExpectBad(Tester *t, const char path[], const char label[], int line, int column, const char text[])
+static PetscErrorCode ExpectBad(Tester *t, const char path[], const char label[], int line, int column,
+                                const char text[])
 {
   VarproJob      job;
   char           prefix[PETSC_MAX_PATH_LEN + 64], what[PETSC_MAX_PATH_LEN + 64];
@@ -167,16 +172,21 @@ static PetscErrorCode ExpectBad(Tester *t, const char path[], const char label[]
   PetscBool      ok;
 
   PetscFunctionBeginUser;
-  if (line) (void)snprintf(prefix, sizeof(prefix), "%s:%d:%d: ", path, line, column);
-  else (void)snprintf(prefix, sizeof(prefix), "%s: ", path);
+  if (line)
+    (void)snprintf(prefix, sizeof(prefix), "%s:%d:%d: ", path, line, column);
+  else
+    (void)snprintf(prefix, sizeof(prefix), "%s: ", path);
   captured[0] = 0;
   PetscCall(PetscPushErrorHandler(CaptureError, NULL));
   ierr = VarproJobLoad(t->comm, path, &job);
   PetscCall(PetscPopErrorHandler());
-  ok = (ierr == PETSC_ERR_USER_INPUT && !strncmp(captured, prefix, strlen(prefix)) && strstr(captured, text) && !job.configs && !job.nconfigs)
+  ok = (ierr == PETSC_ERR_USER_INPUT && !strncmp(captured, prefix, strlen(prefix)) && strstr(captured, text) &&
+        !job.configs && !job.nconfigs)
          ? PETSC_TRUE
          : PETSC_FALSE;
-  if (!ok) fprintf(stderr, "[rank %d] error %d, message: %s\n  expected: %s...%s\n", t->rank, (int)ierr, captured, prefix, text);
+  if (!ok)
+    fprintf(stderr, "[rank %d] error %d, message: %s\n  expected: %s...%s\n", t->rank, (int)ierr, captured, prefix,
+            text);
   (void)snprintf(what, sizeof(what), "%s: %s", label, text);
   PetscCall(Check(t, ok, what));
   PetscFunctionReturn(0);
@@ -231,7 +241,10 @@ static const BadFixture bad[] = {
   {"name-in-defaults.yaml", 3, 3, "name: not allowed in defaults"},
   {"name-chars.yaml", 3, 11, "name: may hold only letters, digits, '.', '_' and '-', got 'my run'"},
   {"name-on-grid.yaml", 3, 5, "name: given to a run of 2 configurations"},
-  {"duplicate-name.yaml", 5, 5, "name: duplicate run name 'biased-M64-lambda0.001-gamma100-seed0'; the run at line 3, column 5"},
+  {"duplicate-name.yaml", 5, 5,
+   "name: duplicate run name 'biased-M64-lambda0.001-gamma100-seed0'; the run at line 3, column 5"},
+  {"duplicate-grid-name.yaml", 3, 5,
+   "name: duplicate run name 'biased-M32-lambda0.001-gamma100-seed0' from two grid values"},
   {"data-scalar.yaml", 3, 11, "data: expected a mapping {file: PATH}, got a scalar"},
   {"data-unknown-key.yaml", 3, 12, "data.path: unknown key; allowed keys are file"},
   {"data-no-file.yaml", 3, 11, "data.file: required key is missing"},
@@ -256,7 +269,8 @@ static PetscErrorCode TestBadFixtures(Tester *t)
 
 /* Writes head, middle repeat times, and tail to a new temporary file on rank 0; every rank
    gets its path. */
-static PetscErrorCode WriteTemp(Tester *t, const char head[], const char middle[], PetscInt repeat, const char tail[], char path[], size_t len)
+static PetscErrorCode WriteTemp(Tester *t, const char head[], const char middle[], PetscInt repeat, const char tail[],
+                                char path[], size_t len)
 {
   const char *tmpdir = getenv("TMPDIR");
   FILE       *fp;
@@ -266,7 +280,8 @@ static PetscErrorCode WriteTemp(Tester *t, const char head[], const char middle[
   if (t->rank == 0) {
     (void)snprintf(path, len, "%s/varpro-test-job-XXXXXX", tmpdir && tmpdir[0] ? tmpdir : "/tmp");
     fd = mkstemp(path);
-    PetscCheck(fd >= 0 && (fp = fdopen(fd, "w")), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "Cannot create a temporary file %s", path);
+    PetscCheck(fd >= 0 && (fp = fdopen(fd, "w")), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN,
+               "Cannot create a temporary file %s", path);
     fputs(head, fp);
     for (PetscInt i = 0; i < repeat; i++) fputs(middle, fp);
     fputs(tail, fp);
@@ -277,8 +292,8 @@ static PetscErrorCode WriteTemp(Tester *t, const char head[], const char middle[
 }
 
 /* Loads a generated file that must fail as ExpectBad says, then removes it. */
-static PetscErrorCode ExpectBadGenerated(Tester *t, const char label[], const char head[], const char middle[], PetscInt repeat, const char tail[],
-                                         int line, int column, const char text[])
+static PetscErrorCode ExpectBadGenerated(Tester *t, const char label[], const char head[], const char middle[],
+                                         PetscInt repeat, const char tail[], int line, int column, const char text[])
 {
   char path[PETSC_MAX_PATH_LEN];
 
@@ -293,22 +308,28 @@ static PetscErrorCode ExpectBadGenerated(Tester *t, const char label[], const ch
    of too many configurations fail too. */
 static PetscErrorCode TestBadGenerated(Tester *t)
 {
-  const char *head = "output: out\nruns:\n  - student_width: ";
+  const char *head       = "output: out\nruns:\n  - student_width: ";
   char        grid[8192] = "output: out\nruns:\n  - lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n    student_width: [";
 
   PetscFunctionBeginUser;
-  PetscCall(ExpectBadGenerated(t, "100000 nested [ at the top", "", "[", 100000, "\n", 1, 1, "job file: the top level must be a mapping"));
-  PetscCall(ExpectBadGenerated(t, "100000 nested [ in a grid", head, "[", 100000, "\n", 3, 21, "student_width: expected a single value, got a sequence"));
-  PetscCall(ExpectBadGenerated(t, "100000 nested { in a grid", head, "{a: ", 100000, "\n", 3, 20, "student_width: expected a single value, got a mapping"));
-  PetscCall(ExpectBadGenerated(t, "output of 1024 characters", "output: ", "o", VARPRO_PATH_MAX, "\nruns: [{student_width: 1}]\n", 1, 9,
-                               "output: longer than 1023 characters"));
-  PetscCall(ExpectBadGenerated(t, "name of 160 characters", "output: out\nruns:\n  - student_width: 1\n    name: ", "n", VARPRO_NAME_MAX, "\n", 4, 11,
-                               "name: longer than 159 characters"));
+  PetscCall(ExpectBadGenerated(t, "100000 nested [ at the top", "", "[", 100000, "\n", 1, 1,
+                               "job file: the top level must be a mapping"));
+  PetscCall(ExpectBadGenerated(t, "100000 nested [ in a grid", head, "[", 100000, "\n", 3, 21,
+                               "student_width: expected a single value, got a sequence"));
+  PetscCall(ExpectBadGenerated(t, "100000 nested { in a grid", head, "{a: ", 100000, "\n", 3, 20,
+                               "student_width: expected a single value, got a mapping"));
+  PetscCall(ExpectBadGenerated(t, "output of 1024 characters", "output: ", "o", VARPRO_PATH_MAX,
+                               "\nruns: [{student_width: 1}]\n", 1, 9, "output: longer than 1023 characters"));
+  PetscCall(ExpectBadGenerated(t, "name of 160 characters", "output: out\nruns:\n  - student_width: 1\n    name: ", "n",
+                               VARPRO_NAME_MAX, "\n", 4, 11, "name: longer than 159 characters"));
 
   /* 11 x 100 x 100 configurations, over the limit */
-  for (int i = 1; i <= 100; i++) (void)snprintf(grid + strlen(grid), sizeof(grid) - strlen(grid), "%d%s", i, i < 100 ? ", " : "]\n    seed: [");
-  for (int i = 0; i < 100; i++) (void)snprintf(grid + strlen(grid), sizeof(grid) - strlen(grid), "%d%s", i, i < 99 ? ", " : "]\n");
-  PetscCall(ExpectBadGenerated(t, "110000 configurations", grid, "", 0, "", 3, 5, "runs: the run expands to more than 100000 configurations"));
+  for (int i = 1; i <= 100; i++)
+    (void)snprintf(grid + strlen(grid), sizeof(grid) - strlen(grid), "%d%s", i, i < 100 ? ", " : "]\n    seed: [");
+  for (int i = 0; i < 100; i++)
+    (void)snprintf(grid + strlen(grid), sizeof(grid) - strlen(grid), "%d%s", i, i < 99 ? ", " : "]\n");
+  PetscCall(ExpectBadGenerated(t, "110000 configurations", grid, "", 0, "", 3, 5,
+                               "runs: the run expands to more than 100000 configurations"));
   PetscFunctionReturn(0);
 }
 

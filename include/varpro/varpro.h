@@ -13,7 +13,7 @@
 #define VARPRO_PATH_MAX 1024
 
 /* Exit statuses of the executable, documented in the README. */
-#define VARPRO_EXIT_INPUT 2 /* bad job file, option or data file: nothing was trained */
+#define VARPRO_EXIT_INPUT 2    /* bad job file, option or data file: nothing was trained */
 #define VARPRO_EXIT_DIVERGED 3 /* training produced NaN or Inf */
 
 typedef enum { VARPRO_BIASED = 0, VARPRO_UNBIASED = 1 } VarproRegularization;
@@ -22,30 +22,30 @@ extern const char *const VarproRegularizations[];
 
 /* One training run, fully specified. Plain data so it can be broadcast as bytes. */
 typedef struct {
-  char name[VARPRO_NAME_MAX]; /* stable, readable, unique in its job; result file stem */
-  PetscInt index;             /* position in the expanded job, from 0 */
+  char                 name[VARPRO_NAME_MAX]; /* stable, readable, unique in its job; result file stem */
+  PetscInt             index;                 /* position in the expanded job, from 0 */
   VarproRegularization regularization;
-  PetscInt student_width;     /* M; 0 when it is to be read from data_file */
-  PetscReal lambda;           /* ridge strength, > 0 */
-  PetscReal gamma;            /* teacher shape; < 0 means the two-Dirac teacher */
-  PetscInt64 seed;            /* >= 0 */
-  PetscInt epochs;            /* full-batch steps, >= 0 */
-  PetscInt N;                 /* data points; 0 when read from data_file */
-  PetscInt teacher_width;     /* T; 0 when read from data_file (2 when gamma < 0) */
-  PetscReal time_scale;       /* tau; the feature step is eta = M * tau */
-  PetscInt saving_step;       /* features saved every saving_step steps, step 0 included */
-  PetscInt mmd_points;        /* MMD at the unique values of floor(linspace(0, epochs, mmd_points)) */
-  char data_file[VARPRO_PATH_MAX]; /* HDF5 file replacing teacher, data and init; "" if none */
+  PetscInt             student_width; /* M; 0 when it is to be read from data_file */
+  PetscReal            lambda;        /* ridge strength, > 0 */
+  PetscReal            gamma;         /* teacher shape; < 0 means the two-Dirac teacher */
+  PetscInt64           seed;          /* >= 0 */
+  PetscInt             epochs;        /* full-batch steps, >= 0 */
+  PetscInt             N;             /* data points; 0 when read from data_file */
+  PetscInt             teacher_width; /* T; 0 when read from data_file (2 when gamma < 0) */
+  PetscReal            time_scale;    /* tau; the feature step is eta = M * tau */
+  PetscInt             saving_step;   /* features saved every saving_step steps, step 0 included */
+  PetscInt             mmd_points;    /* MMD at the unique values of floor(linspace(0, epochs, mmd_points)) */
+  char                 data_file[VARPRO_PATH_MAX]; /* HDF5 file replacing teacher, data and init; "" if none */
   /* Where each field was set in the job file, for error messages at run time. */
-  PetscInt line;              /* 1-based line of the run's entry in the job file */
+  PetscInt line; /* 1-based line of the run's entry in the job file */
 } VarproConfig;
 
 /* An expanded job file. */
 typedef struct {
-  char path[VARPRO_PATH_MAX];       /* the job file as given */
-  char output_dir[VARPRO_PATH_MAX]; /* where result files go */
-  PetscInt nconfigs;
-  VarproConfig *configs;            /* nconfigs entries, identical on every rank */
+  char          path[VARPRO_PATH_MAX];       /* the job file as given */
+  char          output_dir[VARPRO_PATH_MAX]; /* where result files go */
+  PetscInt      nconfigs;
+  VarproConfig *configs; /* nconfigs entries, identical on every rank */
 } VarproJob;
 
 /* Reads and validates a job file on rank 0 of comm and broadcasts it. Collective.
@@ -62,4 +62,4 @@ PETSC_EXTERN PetscErrorCode VarproConfigFormat(const VarproConfig *cfg, char buf
    PETSC_ERR_USER_INPUT and PETSC_ERR_FP print one line "varpro-rbf: error: ..." on
    rank 0 of the communicator that raised them, without a PETSc traceback. */
 PETSC_EXTERN PetscErrorCode VarproPushErrorHandler(void);
-PETSC_EXTERN int VarproExitStatus(PetscErrorCode ierr);
+PETSC_EXTERN int            VarproExitStatus(PetscErrorCode ierr);
