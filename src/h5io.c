@@ -581,6 +581,47 @@ PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproC
   PetscFunctionReturn(0);
 }
 
+/* Rank 0: the named float64 attributes of a complete result; a missing one reads as NaN. */
+static PetscErrorCode ResultReadRealsRoot_Private(const char path[], PetscInt n, const char *const names[],
+                                                  PetscReal values[])
+{
+  hid_t           file;
+  char            reason[VARPRO_REASON_MAX];
+  H5ErrorPrinting saved;
+
+  PetscFunctionBeginUser;
+  for (PetscInt k = 0; k < n; k++) values[k] = NAN;
+  PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
+  if (file < 0) PetscFunctionReturn(0);
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  for (PetscInt k = 0; k < n; k++) {
+    hid_t attr = H5Aopen(file, names[k], H5P_DEFAULT);
+
+    if (attr < 0) continue;
+    if (H5Aread(attr, H5T_NATIVE_DOUBLE, &values[k]) < 0) values[k] = NAN;
+    PetscCallH5(H5Aclose(attr));
+  }
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCallH5(H5Fclose(file));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultReadReals(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt n,
+                                     const char *const names[], PetscReal values[])
+{
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = 0;
+  char           path[VARPRO_PATH_MAX];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(VarproResultPath(dir, cfg, path, sizeof(path)));
+  if (rank == 0) ierr = ResultReadRealsRoot_Private(path, n, names, values);
+  PetscCall(H5RootSync_Private(comm, ierr, path));
+  PetscCallMPI(MPI_Bcast(values, (PetscMPIInt)n, MPIU_REAL, 0, comm));
+  PetscFunctionReturn(0);
+}
+
 /* ---- result histories -------------------------------------------------------------------- */
 
 /* Describes column c of h: a dataset of shape (rows, tail0[, tail1]) with ndims dimensions. */

@@ -123,13 +123,25 @@ static PetscErrorCode RunInfo(int argc, char **argv, char info[], size_t len)
 static PetscErrorCode PrintSummaryRow(const VarproConfig *cfg, const VarproRunSummary *s)
 {
   PetscFunctionBeginUser;
-  if (s->skipped)
-    PetscCall(
-      PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8s  %14s  %12s  %10s  %10s\n", cfg->name, "skipped", "-", "-", "-", "-"));
-  else
-    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f\n", cfg->name,
-                          s->epochs, (double)s->reduced_risk, (double)s->mmd, (double)s->wall_time,
-                          1e3 * (double)s->time_per_step));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f%s\n", cfg->name,
+                        s->epochs, (double)s->reduced_risk, (double)s->mmd, (double)s->wall_time,
+                        1e3 * (double)s->time_per_step, s->skipped ? "  (existing result)" : ""));
+  PetscFunctionReturn(0);
+}
+
+/* The closing-table values of a complete result found on disk. */
+static PetscErrorCode ReadSummary(const VarproJob *job, const VarproConfig *cfg, VarproRunSummary *s)
+{
+  static const char *const names[] = {"final_reduced_risk", "final_mmd", "wall_time", "time_per_step"};
+  PetscReal                values[4];
+
+  PetscFunctionBeginUser;
+  PetscCall(VarproResultReadReals(PETSC_COMM_WORLD, job->output_dir, cfg, 4, names, values));
+  s->epochs        = cfg->epochs;
+  s->reduced_risk  = values[0];
+  s->mmd           = values[1];
+  s->wall_time     = values[2];
+  s->time_per_step = values[3];
   PetscFunctionReturn(0);
 }
 
@@ -149,6 +161,7 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
                           "] %s: complete result exists, skipped (--force redoes it)\n",
                           cfg->index + 1, job->nconfigs, cfg->name));
     s->skipped = PETSC_TRUE;
+    PetscCall(ReadSummary(job, cfg, s));
     PetscFunctionReturn(0);
   }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,

@@ -28,6 +28,10 @@ static const char *const stage_names[NUM_STAGES] = {"Features", "Kernel assembly
                                                     "MMD",      "Output"};
 static PetscLogStage     stages[NUM_STAGES];
 
+/* Events, one per kernel of a step, shown by -log_view with their flop rates. */
+static PetscLogEvent EVENT_FEATURES, EVENT_GRAM, EVENT_GRAM_SYMMETRIZE, EVENT_GRAM_REDUCE, EVENT_KERNEL_FILL,
+  EVENT_GRADIENT;
+
 struct _p_VarproTrainer {
   MPI_Comm            comm;
   PetscMPIInt         rank, size;
@@ -63,10 +67,18 @@ struct _p_VarproTrainer {
 static PetscErrorCode TrainerRegisterStages(void)
 {
   static PetscBool registered = PETSC_FALSE;
+  PetscClassId     classid;
 
   PetscFunctionBeginUser;
   if (registered) PetscFunctionReturn(0);
+  PetscCall(PetscClassIdRegister("VarPro trainer", &classid));
   for (int s = 0; s < NUM_STAGES; s++) PetscCall(PetscLogStageRegister(stage_names[s], &stages[s]));
+  PetscCall(PetscLogEventRegister("VarproFeatures", classid, &EVENT_FEATURES));
+  PetscCall(PetscLogEventRegister("VarproGram", classid, &EVENT_GRAM));
+  PetscCall(PetscLogEventRegister("VarproGramSymm", classid, &EVENT_GRAM_SYMMETRIZE));
+  PetscCall(PetscLogEventRegister("VarproGramReduce", classid, &EVENT_GRAM_REDUCE));
+  PetscCall(PetscLogEventRegister("VarproKernelFill", classid, &EVENT_KERNEL_FILL));
+  PetscCall(PetscLogEventRegister("VarproGradient", classid, &EVENT_GRADIENT));
   registered = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -93,8 +105,10 @@ static PetscErrorCode StageEnd(VarproTrainer tr, Stage s, double t0)
 static PetscErrorCode TrainerComputeFeatures(VarproTrainer tr)
 {
   PetscFunctionBeginUser;
+  PetscCall(PetscLogEventBegin(EVENT_FEATURES, 0, 0, 0, 0));
   VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->M, tr->features, tr->F);
   PetscCall(PetscLogFlops(20.0 * tr->nlocal * tr->M));
+  PetscCall(PetscLogEventEnd(EVENT_FEATURES, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
@@ -121,11 +135,15 @@ static PetscErrorCode TrainerLocalGram(VarproTrainer tr)
   PetscCall(PetscBLASIntCast(tr->M, &M));
   PetscCall(PetscBLASIntCast(tr->nlocal, &n));
   PetscCall(PetscBLASIntCast(tr->M + 1, &ld));
+  PetscCall(PetscLogEventBegin(EVENT_GRAM, 0, 0, 0, 0));
   PetscCallBLAS("BLASsyrk", BLASsyrk_("U", "T", &M, &n, &alpha, tr->F, &n, &beta, tr->gram, &ld));
-  GramSymmetrize(tr->M, tr->gram);
   PetscCallBLAS("BLASgemv",
                 BLASgemv_("T", &n, &M, &alpha_rhs, tr->F, &n, tr->prob.targets, &one, &beta, tr->gram + tr->M, &ld));
   PetscCall(PetscLogFlops((PetscLogDouble)tr->nlocal * tr->M * (tr->M + 1) + 2.0 * tr->nlocal * tr->M));
+  PetscCall(PetscLogEventEnd(EVENT_GRAM, 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(EVENT_GRAM_SYMMETRIZE, 0, 0, 0, 0));
+  GramSymmetrize(tr->M, tr->gram);
+  PetscCall(PetscLogEventEnd(EVENT_GRAM_SYMMETRIZE, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
@@ -139,9 +157,12 @@ static PetscErrorCode TrainerAssembleKernel(VarproTrainer tr)
 
   PetscFunctionBeginUser;
   PetscCall(TrainerLocalGram(tr));
+  PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
   PetscCallMPI(MPI_Reduce_scatter(tr->gram, tr->gram_rows, tr->counts, MPIU_REAL, MPIU_SUM, tr->comm));
+  PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
 
   /* gram_rows holds rows of K contiguously; the dense local block is column-major */
+  PetscCall(PetscLogEventBegin(EVENT_KERNEL_FILL, 0, 0, 0, 0));
   PetscCall(MatDenseGetLDA(tr->K, &lda));
   PetscCall(MatDenseGetArrayWrite(tr->K, &Kloc));
   PetscCall(VecGetArrayWrite(tr->rhs, &b));
@@ -154,6 +175,7 @@ static PetscErrorCode TrainerAssembleKernel(VarproTrainer tr)
   }
   PetscCall(VecRestoreArrayWrite(tr->rhs, &b));
   PetscCall(MatDenseRestoreArrayWrite(tr->K, &Kloc));
+  PetscCall(PetscLogEventEnd(EVENT_KERNEL_FILL, 0, 0, 0, 0));
   if (tr->kernel_type == KERNEL_MAT_SCALAPACK) PetscCall(MatConvert(tr->K, MATSCALAPACK, MAT_REUSE_MATRIX, &tr->Kop));
   PetscFunctionReturn(0);
 }
@@ -227,7 +249,9 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
   for (PetscInt i = 0; i < n; i++) sq += tr->residual[i] * tr->residual[i];
 
   /* phi'(r) d / r = -2 F_ij d / r: sum this rank's points for each feature */
+  PetscCall(PetscLogEventBegin(EVENT_GRADIENT, 0, 0, 0, 0));
   VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->features, tr->F, tr->residual, tr->reduce);
+  PetscCall(PetscLogEventEnd(EVENT_GRADIENT, 0, 0, 0, 0));
   tr->reduce[2 * M] = sq;
   PetscCall(PetscLogFlops(20.0 * n * M));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tr->reduce, (PetscMPIInt)(2 * M + 1), MPIU_REAL, MPIU_SUM, tr->comm));
@@ -513,6 +537,7 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   gethostname(host, sizeof(host) - 1);
   PetscCall(VarproResultSetAttributeString(res, "hostname", host));
   PetscCall(VarproResultSetAttributeInt(res, "nranks", tr->size));
+  PetscCall(VarproResultSetAttributeInt(res, "N", tr->N));
   PetscCall(VarproResultSetAttributeString(res, "kernel_mat_type", KernelMatTypes[tr->kernel_type]));
   PetscCall(VarproResultSetAttributeReal(res, "wall_time", s->wall_time));
   PetscCall(VarproResultSetAttributeReal(res, "time_per_step", s->time_per_step));

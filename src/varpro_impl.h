@@ -40,6 +40,11 @@ PetscErrorCode VarproOutputDirCheck(MPI_Comm comm, const char dir[]);
    (a different run under the same name). Collective. */
 PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool *exists);
 
+/* Reads n float64 root attributes of the complete result of cfg in dir (NaN where one is
+   missing or the file cannot be read). Collective; every rank gets the values. */
+PetscErrorCode VarproResultReadReals(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt n,
+                                     const char *const names[], PetscReal values[]);
+
 /* A result file being written. Only rank 0 of comm touches the file; on other ranks every
    call is a cheap no-op, but all calls are made on all ranks. The file is written as
    dir/<name>.h5.partial and renamed to dir/<name>.h5 by VarproResultFinish, so a killed run
