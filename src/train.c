@@ -19,8 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum { KERNEL_MAT_SCALAPACK, KERNEL_MAT_DENSE } KernelMatType;
-static const char *const KernelMatTypes[] = {"scalapack", "dense", "KernelMatType", "KERNEL_MAT_", NULL};
+/* How the inner problem is held: assembled every step and factored through ScaLAPACK, assembled
+   as a dense PETSc matrix, or applied matrix-free from F with a factor of an earlier step's
+   kernel matrix as preconditioner. */
+typedef enum { KERNEL_MAT_SCALAPACK, KERNEL_MAT_DENSE, KERNEL_MAT_MATFREE } KernelMatType;
+static const char *const KernelMatTypes[] = {"scalapack", "dense", "matfree", "KernelMatType", "KERNEL_MAT_", NULL};
 
 /* Stages shown by -log_view, one per phase of a step. */
 typedef enum { STAGE_FEATURES, STAGE_ASSEMBLY, STAGE_SOLVE, STAGE_GRADIENT, STAGE_MMD, STAGE_OUTPUT, NUM_STAGES } Stage;
@@ -58,9 +61,24 @@ struct _p_VarproTrainer {
   Vec                 u_all;  /* sequential copy of u on every rank */
   VecScatter          to_all;
   KSP                 ksp;
-  PetscReal           teacher_self; /* mean teacher-teacher distance, for the MMD */
-  PetscReal           progress_interval;
-  PetscReal           stage_time[NUM_STAGES]; /* wall seconds per stage, this rank */
+  /* Matrix-free path only */
+  PetscBool    replicated;   /* factor held whole on every rank (else distributed by ScaLAPACK) */
+  Mat          Kfactor;      /* K at the last refresh: MATSEQDENSE copy, or MATSCALAPACK */
+  KSP          factor_ksp;   /* its Cholesky factor, applied as the preconditioner */
+  Vec          y_all;        /* replicated factor: the preconditioned vector, whole */
+  Vec          x_all;        /* sequential copy of a Krylov vector on every rank */
+  PetscReal   *Fx;           /* nlocal: F x for this rank's points */
+  PetscReal   *FtFx;         /* M: this rank's F^T F x, before the reduction */
+  PetscMPIInt *vec_counts;   /* size: entries of an M-vector each rank owns */
+  PetscInt     refresh_its;  /* refresh the factor after a solve needing more iterations */
+  PetscInt     refresh_age;  /* ... or once it is this many steps old */
+  PetscInt     last_refresh; /* step of the last refresh, -1 before the first */
+  PetscInt     last_its;     /* iterations of the last inner solve */
+  PetscInt64   inner_its;    /* iterations over the run */
+  PetscInt64   refreshes;    /* kernel matrices assembled (and factored) over the run */
+  PetscReal    teacher_self; /* mean teacher-teacher distance, for the MMD */
+  PetscReal    progress_interval;
+  PetscReal    stage_time[NUM_STAGES]; /* wall seconds per stage, this rank */
 };
 
 /* Registers the stages once per process. */
@@ -156,6 +174,7 @@ static PetscErrorCode TrainerAssembleKernel(VarproTrainer tr)
   PetscInt       lda;
 
   PetscFunctionBeginUser;
+  tr->refreshes++;
   PetscCall(TrainerLocalGram(tr));
   PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
   PetscCallMPI(MPI_Reduce_scatter(tr->gram, tr->gram_rows, tr->counts, MPIU_REAL, MPIU_SUM, tr->comm));
@@ -177,6 +196,136 @@ static PetscErrorCode TrainerAssembleKernel(VarproTrainer tr)
   PetscCall(MatDenseRestoreArrayWrite(tr->K, &Kloc));
   PetscCall(PetscLogEventEnd(EVENT_KERNEL_FILL, 0, 0, 0, 0));
   if (tr->kernel_type == KERNEL_MAT_SCALAPACK) PetscCall(MatConvert(tr->K, MATSCALAPACK, MAT_REUSE_MATRIX, &tr->Kop));
+  if (tr->kernel_type == KERNEL_MAT_MATFREE && !tr->replicated)
+    PetscCall(MatConvert(tr->K, MATSCALAPACK, MAT_REUSE_MATRIX, &tr->Kfactor));
+  PetscFunctionReturn(0);
+}
+
+/* Matrix-free path: only the right-hand side F^T y / N (+ lambda 1), reduced onto its owners. */
+static PetscErrorCode TrainerRightHandSide(VarproTrainer tr)
+{
+  PetscBLASInt M, n, one = 1;
+  PetscReal    alpha = 1.0 / tr->N, beta = 0.0, *b;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscBLASIntCast(tr->M, &M));
+  PetscCall(PetscBLASIntCast(tr->nlocal, &n));
+  PetscCallBLAS("BLASgemv", BLASgemv_("T", &n, &M, &alpha, tr->F, &n, tr->prob.targets, &one, &beta, tr->FtFx, &one));
+  PetscCall(VecGetArrayWrite(tr->rhs, &b));
+  PetscCallMPI(MPI_Reduce_scatter(tr->FtFx, b, tr->vec_counts, MPIU_REAL, MPIU_SUM, tr->comm));
+  for (PetscInt i = 0; i < tr->mrows; i++) b[i] += tr->cfg->lambda * tr->u_prior;
+  PetscCall(VecRestoreArrayWrite(tr->rhs, &b));
+  PetscCall(PetscLogFlops(2.0 * tr->nlocal * tr->M));
+  PetscFunctionReturn(0);
+}
+
+/* y = F^T F x / (N M) + lambda x without forming F^T F: two passes over this rank's rows of F
+   and one reduction of M numbers. */
+static PetscErrorCode KernelMultMatFree(Mat A, Vec x, Vec y)
+{
+  VarproTrainer    tr;
+  PetscBLASInt     M, n, one = 1;
+  PetscReal        zero = 0.0, unit = 1.0, scale, *yl;
+  const PetscReal *xa;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(A, &tr));
+  PetscCall(PetscBLASIntCast(tr->M, &M));
+  PetscCall(PetscBLASIntCast(tr->nlocal, &n));
+  scale = 1.0 / ((PetscReal)tr->N * tr->M);
+
+  /* Every rank needs all of x */
+  PetscCall(VecScatterBegin(tr->to_all, x, tr->x_all, INSERT_VALUES, SCATTER_FORWARD));
+  PetscCall(VecScatterEnd(tr->to_all, x, tr->x_all, INSERT_VALUES, SCATTER_FORWARD));
+
+  /* F^T (F x) on this rank's points, then summed onto the owners of y */
+  PetscCall(VecGetArrayRead(tr->x_all, &xa));
+  PetscCallBLAS("BLASgemv", BLASgemv_("N", &n, &M, &unit, tr->F, &n, xa, &one, &zero, tr->Fx, &one));
+  PetscCallBLAS("BLASgemv", BLASgemv_("T", &n, &M, &scale, tr->F, &n, tr->Fx, &one, &zero, tr->FtFx, &one));
+  PetscCall(VecRestoreArrayRead(tr->x_all, &xa));
+  PetscCall(VecGetArrayWrite(y, &yl));
+  PetscCallMPI(MPI_Reduce_scatter(tr->FtFx, yl, tr->vec_counts, MPIU_REAL, MPIU_SUM, tr->comm));
+  PetscCall(VecRestoreArrayWrite(y, &yl));
+  PetscCall(VecAXPY(y, tr->cfg->lambda, x));
+  PetscCall(PetscLogFlops(4.0 * tr->nlocal * tr->M));
+  PetscFunctionReturn(0);
+}
+
+/* The preconditioner of the matrix-free path: the Cholesky factor of K at the last refresh. */
+static PetscErrorCode StaleFactorApply(PC pc, Vec x, Vec y)
+{
+  VarproTrainer tr;
+
+  PetscFunctionBeginUser;
+  PetscCall(PCShellGetContext(pc, &tr));
+  if (!tr->replicated) {
+    PetscCall(KSPSolve(tr->factor_ksp, x, y));
+    PetscFunctionReturn(0);
+  }
+
+  /* Replicated: gather x, solve with the local factor, keep this rank's part */
+  PetscCall(VecScatterBegin(tr->to_all, x, tr->x_all, INSERT_VALUES, SCATTER_FORWARD));
+  PetscCall(VecScatterEnd(tr->to_all, x, tr->x_all, INSERT_VALUES, SCATTER_FORWARD));
+  PetscCall(KSPSolve(tr->factor_ksp, tr->x_all, tr->y_all));
+  PetscCall(VecScatterBegin(tr->to_all, tr->y_all, y, INSERT_VALUES, SCATTER_REVERSE_LOCAL));
+  PetscCall(VecScatterEnd(tr->to_all, tr->y_all, y, INSERT_VALUES, SCATTER_REVERSE_LOCAL));
+  PetscFunctionReturn(0);
+}
+
+/* Replicated factor: the whole kernel matrix on every rank (one allreduce of the Gram
+   contributions), and this rank's rows of the right-hand side. */
+static PetscErrorCode TrainerAssembleReplicated(VarproTrainer tr)
+{
+  const PetscInt ld = tr->M + 1;
+  PetscReal     *Kall, *b;
+  PetscMPIInt    count;
+
+  PetscFunctionBeginUser;
+  tr->refreshes++;
+  PetscCall(TrainerLocalGram(tr));
+  PetscCall(PetscMPIIntCast(tr->M * ld, &count));
+  PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tr->gram, count, MPIU_REAL, MPIU_SUM, tr->comm));
+  PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+
+  /* Column j of gram is row (and column) j of K, then the right-hand side entry */
+  PetscCall(PetscLogEventBegin(EVENT_KERNEL_FILL, 0, 0, 0, 0));
+  PetscCall(MatDenseGetArrayWrite(tr->Kfactor, &Kall));
+  for (PetscInt j = 0; j < tr->M; j++) {
+    PetscCall(PetscArraycpy(&Kall[j * tr->M], &tr->gram[j * ld], tr->M));
+    Kall[j * tr->M + j] += tr->cfg->lambda;
+  }
+  PetscCall(MatDenseRestoreArrayWrite(tr->Kfactor, &Kall));
+  PetscCall(VecGetArrayWrite(tr->rhs, &b));
+  for (PetscInt i = 0; i < tr->mrows; i++)
+    b[i] = tr->gram[(tr->mstart + i) * ld + tr->M] + tr->cfg->lambda * tr->u_prior;
+  PetscCall(VecRestoreArrayWrite(tr->rhs, &b));
+  PetscCall(PetscLogEventEnd(EVENT_KERNEL_FILL, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* Whether the matrix-free path refactors at this step: at the first step, when the last solve
+   needed more than refresh_its iterations, or when the factor is refresh_age steps old. */
+static PetscBool TrainerFactorStale(VarproTrainer tr, PetscInt step)
+{
+  if (tr->last_refresh < 0) return PETSC_TRUE;
+  return (PetscBool)(tr->last_its > tr->refresh_its || step - tr->last_refresh >= tr->refresh_age);
+}
+
+/* Matrix-free path: the factor is refreshed when stale, else only the right-hand side is built. */
+static PetscErrorCode TrainerAssembleMatFree(VarproTrainer tr, PetscInt step)
+{
+  PetscFunctionBeginUser;
+  if (!TrainerFactorStale(tr, step)) {
+    PetscCall(TrainerRightHandSide(tr));
+    PetscFunctionReturn(0);
+  }
+  if (tr->replicated)
+    PetscCall(TrainerAssembleReplicated(tr));
+  else
+    PetscCall(TrainerAssembleKernel(tr));
+  PetscCall(KSPSetOperators(tr->factor_ksp, tr->Kfactor, tr->Kfactor));
+  tr->last_refresh = step;
   PetscFunctionReturn(0);
 }
 
@@ -188,8 +337,10 @@ static PetscErrorCode TrainerSolveInner(VarproTrainer tr, PetscInt step)
   const PetscReal   *u;
 
   PetscFunctionBeginUser;
-  PetscCall(KSPSetOperators(tr->ksp, tr->Kop, tr->Kop));
+  if (tr->kernel_type != KERNEL_MAT_MATFREE) PetscCall(KSPSetOperators(tr->ksp, tr->Kop, tr->Kop));
   PetscCall(KSPSolve(tr->ksp, tr->rhs, tr->u));
+  PetscCall(KSPGetIterationNumber(tr->ksp, &tr->last_its));
+  tr->inner_its += tr->last_its;
   PetscCall(KSPGetConvergedReason(tr->ksp, &reason));
   PetscCheck(reason >= 0, tr->comm, PETSC_ERR_NOT_CONVERGED, "step %" PetscInt_FMT ": inner solve failed: %s", step,
              KSPConvergedReasons[reason]);
@@ -214,7 +365,10 @@ static PetscErrorCode TrainerProject(VarproTrainer tr, PetscInt step)
   PetscCall(TrainerComputeFeatures(tr));
   PetscCall(StageEnd(tr, STAGE_FEATURES, t0));
   PetscCall(StageBegin(tr, STAGE_ASSEMBLY, &t0));
-  PetscCall(TrainerAssembleKernel(tr));
+  if (tr->kernel_type == KERNEL_MAT_MATFREE)
+    PetscCall(TrainerAssembleMatFree(tr, step));
+  else
+    PetscCall(TrainerAssembleKernel(tr));
   PetscCall(StageEnd(tr, STAGE_ASSEMBLY, t0));
   PetscCall(StageBegin(tr, STAGE_SOLVE, &t0));
   PetscCall(TrainerSolveInner(tr, step));
@@ -279,6 +433,42 @@ static void TrainerUpdateFeatures(VarproTrainer tr, const PetscReal gradient[])
 
 /* ---- set-up ------------------------------------------------------------------------ */
 
+/* The matrix-free operator, warm-started CG on it, and the stale factor as preconditioner, whose
+   own KSP takes options under the prefix inner_factor_. */
+static PetscErrorCode TrainerSetUpMatFree(VarproTrainer tr, PC pc)
+{
+  PC factor_pc;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(tr->nlocal, &tr->Fx));
+  PetscCall(PetscMalloc1(tr->M, &tr->FtFx));
+  PetscCall(VecDuplicate(tr->u_all, &tr->x_all));
+  PetscCall(MatCreateShell(tr->comm, tr->mrows, tr->mrows, tr->M, tr->M, tr, &tr->Kop));
+  PetscCall(MatShellSetOperation(tr->Kop, MATOP_MULT, (void (*)(void))KernelMultMatFree));
+  PetscCall(MatSetOption(tr->Kop, MAT_SPD, PETSC_TRUE));
+
+  if (tr->replicated) {
+    PetscCall(MatCreateSeqDense(PETSC_COMM_SELF, tr->M, tr->M, NULL, &tr->Kfactor));
+    PetscCall(MatSetOption(tr->Kfactor, MAT_SYMMETRIC, PETSC_TRUE));
+    PetscCall(VecDuplicate(tr->u_all, &tr->y_all));
+  } else
+    PetscCall(MatConvert(tr->K, MATSCALAPACK, MAT_INITIAL_MATRIX, &tr->Kfactor));
+  PetscCall(KSPCreate(tr->replicated ? PETSC_COMM_SELF : tr->comm, &tr->factor_ksp));
+  PetscCall(KSPSetOptionsPrefix(tr->factor_ksp, "inner_factor_"));
+  PetscCall(KSPSetType(tr->factor_ksp, KSPPREONLY));
+  PetscCall(KSPGetPC(tr->factor_ksp, &factor_pc));
+  PetscCall(PCSetType(factor_pc, PCCHOLESKY));
+  PetscCall(KSPSetFromOptions(tr->factor_ksp));
+
+  PetscCall(KSPSetType(tr->ksp, KSPCG));
+  PetscCall(KSPSetTolerances(tr->ksp, 1e-12, 1e-300, PETSC_DEFAULT, 10000));
+  PetscCall(PCSetType(pc, PCSHELL));
+  PetscCall(PCShellSetContext(pc, tr));
+  PetscCall(PCShellSetApply(pc, StaleFactorApply));
+  PetscCall(PCShellSetName(pc, "Cholesky factor of an earlier step's kernel matrix"));
+  PetscFunctionReturn(0);
+}
+
 /* Chooses the kernel matrix type and gives the KSP its defaults before the user's options:
    Cholesky through ScaLAPACK, or warm-started CG to a tight tolerance on the dense matrix. */
 static PetscErrorCode TrainerSetUpSolver(VarproTrainer tr)
@@ -289,26 +479,41 @@ static PetscErrorCode TrainerSetUpSolver(VarproTrainer tr)
   PetscBool preonly;
 
   PetscFunctionBeginUser;
+  tr->refresh_its  = 10;
+  tr->refresh_age  = 100;
+  tr->last_refresh = -1;
   PetscOptionsBegin(tr->comm, "inner_", "Inner ridge solve", NULL);
-  PetscCall(PetscOptionsEList("-kernel_mat_type", "Storage of the kernel matrix given to the inner KSP", NULL,
-                              KernelMatTypes, 2, KernelMatTypes[type], &type, NULL));
+  PetscCall(PetscOptionsEList("-kernel_mat_type", "How the kernel matrix is held for the inner KSP", NULL,
+                              KernelMatTypes, 3, KernelMatTypes[type], &type, NULL));
+  PetscCall(PetscOptionsInt("-refresh_its", "matfree: refactor after a solve needing more iterations", NULL,
+                            tr->refresh_its, &tr->refresh_its, NULL));
+  tr->replicated = (PetscBool)(tr->M <= 4096);
+  PetscCall(PetscOptionsBool("-factor_replicated",
+                             "matfree: hold the preconditioner's factor whole on every rank (default for M <= 4096)",
+                             NULL, tr->replicated, &tr->replicated, NULL));
+  PetscCall(PetscOptionsInt("-refresh_age", "matfree: refactor once the factor is this many steps old", NULL,
+                            tr->refresh_age, &tr->refresh_age, NULL));
   PetscOptionsEnd();
   tr->kernel_type = (KernelMatType)type;
 
   PetscCall(KSPCreate(tr->comm, &tr->ksp));
   PetscCall(KSPSetOptionsPrefix(tr->ksp, "inner_"));
   PetscCall(KSPGetPC(tr->ksp, &pc));
-  if (tr->kernel_type == KERNEL_MAT_SCALAPACK) {
+  PetscCall(KSPSetTolerances(tr->ksp, 1e-13, 1e-300, PETSC_DEFAULT, 10000));
+  switch (tr->kernel_type) {
+  case KERNEL_MAT_SCALAPACK:
     PetscCall(MatConvert(tr->K, MATSCALAPACK, MAT_INITIAL_MATRIX, &tr->Kop));
     PetscCall(KSPSetType(tr->ksp, KSPPREONLY));
     PetscCall(PCSetType(pc, PCCHOLESKY));
-  } else {
+    break;
+  case KERNEL_MAT_DENSE:
     PetscCall(PetscObjectReference((PetscObject)tr->K));
     tr->Kop = tr->K;
     PetscCall(KSPSetType(tr->ksp, KSPCG));
     PetscCall(PCSetType(pc, PCJACOBI));
+    break;
+  case KERNEL_MAT_MATFREE: PetscCall(TrainerSetUpMatFree(tr, pc)); break;
   }
-  PetscCall(KSPSetTolerances(tr->ksp, 1e-13, 1e-300, PETSC_DEFAULT, 10000));
   PetscCall(KSPSetOperators(tr->ksp, tr->Kop, tr->Kop));
   PetscCall(KSPSetFromOptions(tr->ksp));
 
@@ -340,11 +545,13 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
 
   /* Row blocks of K: rank r receives rows [start_r, start_r + rows_r) of gram */
   PetscCall(PetscMalloc1(tr->size, &tr->counts));
+  PetscCall(PetscMalloc1(tr->size, &tr->vec_counts));
   for (PetscMPIInt r = 0; r < tr->size; r++) {
     PetscInt start, rows;
 
     VarproPartition(M, tr->size, r, &start, &rows);
     PetscCall(PetscMPIIntCast(rows * (M + 1), &tr->counts[r]));
+    PetscCall(PetscMPIIntCast(rows, &tr->vec_counts[r]));
   }
   VarproPartition(M, tr->size, tr->rank, &tr->mstart, &tr->mrows);
   PetscCall(PetscMalloc1((size_t)tr->mrows * (M + 1), &tr->gram_rows));
@@ -406,6 +613,13 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(PetscFree(tr->residual));
   PetscCall(PetscFree(tr->reduce));
   PetscCall(PetscFree(tr->counts));
+  PetscCall(PetscFree(tr->vec_counts));
+  PetscCall(KSPDestroy(&tr->factor_ksp));
+  PetscCall(MatDestroy(&tr->Kfactor));
+  PetscCall(VecDestroy(&tr->x_all));
+  PetscCall(VecDestroy(&tr->y_all));
+  PetscCall(PetscFree(tr->Fx));
+  PetscCall(PetscFree(tr->FtFx));
   PetscCall(VarproProblemDestroy(&tr->prob));
   PetscCall(PetscFree(tr));
   *trainer = NULL;
@@ -541,6 +755,8 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscCall(VarproResultSetAttributeString(res, "kernel_mat_type", KernelMatTypes[tr->kernel_type]));
   PetscCall(VarproResultSetAttributeReal(res, "wall_time", s->wall_time));
   PetscCall(VarproResultSetAttributeReal(res, "time_per_step", s->time_per_step));
+  PetscCall(VarproResultSetAttributeInt(res, "inner_iterations", tr->inner_its));
+  PetscCall(VarproResultSetAttributeInt(res, "factor_refreshes", tr->refreshes));
   PetscCall(VarproResultSetAttributeReal(res, "final_reduced_risk", s->reduced_risk));
   PetscCall(VarproResultSetAttributeReal(res, "final_mmd", s->mmd));
 

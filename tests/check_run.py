@@ -3,6 +3,7 @@
 
   check_run.py fixture FIXTURE.h5 NP   replay a cross-check fixture through data.file
   check_run.py ranks                   the same seeded job at 1 and 2 ranks
+  check_run.py paths NP                the matrix-free inner solve against the direct one
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
 The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
@@ -129,6 +130,40 @@ runs:
                 check(a.attrs["nranks"] == 1 and b.attrs["nranks"] == 2, f"{name}: rank counts recorded")
 
 
+# ---- matrix-free against direct inner solves ----------------------------------------------
+
+def paths(np_):
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "paths.yaml")
+        write(job, f"""output: {tmp}/out
+runs:
+  - regularization: [biased, unbiased]
+    student_width: 48
+    N: 400
+    teacher_width: 64
+    seed: 11
+    epochs: 300
+    saving_step: 25
+""")
+        for path, opts in (("direct", []), ("matfree", ["-inner_kernel_mat_type", "matfree"])):
+            proc = run(np_, [job, "--output", f"{tmp}/{path}"] + opts)
+            check(proc.returncode == 0, f"{path} inner solve at {np_} rank(s) exits 0")
+            if proc.returncode:
+                print(proc.stdout, proc.stderr)
+                return
+        for name in sorted(os.listdir(f"{tmp}/direct")):
+            with h5py.File(f"{tmp}/direct/{name}") as a, h5py.File(f"{tmp}/matfree/{name}") as b:
+                dl = np.max(np.abs(a["loss"][:] - b["loss"][:]) / np.abs(a["loss"][:]))
+                dw = np.max(np.abs(wrap(a["snapshot_features"][:] - b["snapshot_features"][:])))
+                du = np.max(np.abs(a["snapshot_outer_weights"][:] - b["snapshot_outer_weights"][:]))
+                du /= np.max(np.abs(a["snapshot_outer_weights"][:]))
+                check(dl <= 1e-9, f"{name}: losses within 1e-9 relative (max {dl:.2e})")
+                check(dw <= 1e-9, f"{name}: features within 1e-9 over 300 steps (max {dw:.2e})")
+                check(du <= 1e-9, f"{name}: outer weights within 1e-9 relative (max {du:.2e})")
+                refreshes = int(b.attrs["factor_refreshes"])
+                check(0 < refreshes < 300, f"{name}: matrix-free path refactored {refreshes} times, not every step")
+
+
 # ---- bad input -----------------------------------------------------------------------------
 
 GOOD_RUN = "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 3}\n"
@@ -216,6 +251,8 @@ def main():
         fixture(sys.argv[2], int(sys.argv[3]))
     elif what == "ranks":
         ranks()
+    elif what == "paths":
+        paths(int(sys.argv[2]))
     elif what == "bad":
         bad(sys.argv[2])
     else:
