@@ -36,6 +36,7 @@ problem on stderr.
 """
 import argparse
 import csv
+import importlib.util
 import os
 import sys
 
@@ -264,10 +265,8 @@ def periodic_kde(points, grid, bandwidth):
 
 def animate(run, frames, out_dir, written, bandwidth=0.15, fps=5):
     from matplotlib.animation import PillowWriter
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise vr.UsageError("--animate needs Pillow (Debian package python3-pil)") from None
+    if importlib.util.find_spec("PIL") is None:
+        raise vr.UsageError("--animate needs Pillow (Debian package python3-pil)")
     S = run.snapshot_steps.size
     idx = np.unique(np.linspace(0, S - 1, max(1, min(frames, S))).round().astype(int))
     feats = vr.wrap(run.read_snapshots(idx))

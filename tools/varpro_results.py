@@ -3,8 +3,8 @@
 Shared by tools/figures.py and tools/compare.py. Runs are grouped by the attributes stored
 in each file, never by file names:
 
-  width     same regularization-independent setting (lambda, gamma, N, T, epochs, seed,
-            time scale, data file) and at least two student widths M;
+  width     biased and unbiased runs with the same lambda, gamma, N, T, epochs, seed,
+            time scale and data file, and at least two student widths M;
   strength  same gamma and setting, at least two lambdas at one width: the largest width
             that has several lambdas;
   shape     unbiased runs with the same M, lambda, N, epochs, seed, time scale, data file,
@@ -257,16 +257,6 @@ def teacher_representatives(runs):
             tag += "-data-" + os.path.splitext(os.path.basename(r.data_file))[0]
         out.append((tag, r))
     return out
-
-
-def families_of(run, runs):
-    """Names of the families (width, strength, shape) the run belongs to among runs."""
-    names = []
-    for name, fams in (("width", width_families(runs)), ("strength", strength_families(runs)),
-                       ("shape", shape_families(runs))):
-        if any(run is r for _, g in fams for r in g):
-            names.append(name)
-    return names
 
 
 # ---- small numerical helpers -------------------------------------------------------------
