@@ -3,14 +3,14 @@
 
 #include <stdio.h>
 
-/* Errors the user can fix (bad input, a diverging run) are reported as one line on rank 0 of
-   the raising communicator; every other error goes to PETSc's traceback handler. */
+/* Errors the user can fix (bad input, a diverging run, an inner solve that failed) are reported as one line on rank 0
+   of the raising communicator; every other error goes to PETSc's traceback handler. */
 static PetscErrorCode VarproErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n,
                                          PetscErrorType p, const char *mess, void *ctx)
 {
   PetscMPIInt rank = 0;
 
-  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP)
+  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP && n != PETSC_ERR_NOT_CONVERGED)
     return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
   if (p != PETSC_ERROR_INITIAL) return n;
   if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &rank);
@@ -32,7 +32,7 @@ int VarproExitStatus(PetscErrorCode ierr)
 {
   if (ierr == 0) return 0;
   if (ierr == PETSC_ERR_USER_INPUT) return VARPRO_EXIT_INPUT;
-  if (ierr == PETSC_ERR_FP) return VARPRO_EXIT_DIVERGED;
+  if (ierr == PETSC_ERR_FP || ierr == PETSC_ERR_NOT_CONVERGED) return VARPRO_EXIT_DIVERGED;
   return 1;
 }
 

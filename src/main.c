@@ -4,6 +4,7 @@
  *
  *   mpirun -n P varpro-rbf [options] JOB.yaml [PETSc options]
  */
+#include "problem.h"
 #include "train.h"
 #include "version.h"
 
@@ -74,6 +75,9 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
     else if (argv[i][0] != '-' && !seen_petsc && !job_done) {
       opts->job_path = argv[i];
       job_done       = PETSC_TRUE;
+    } else if (argv[i][0] != '-' && !seen_petsc) {
+      if (!opts->error[0])
+        snprintf(opts->error, sizeof(opts->error), "unexpected argument '%s': give one job file (see --help)", argv[i]);
     } else {
       if (argv[i][0] == '-') seen_petsc = 1;
       pargv[(*pargc)++] = argv[i];
@@ -102,6 +106,9 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
         snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
     }
   }
+  if (!opts->error[0] && opts->output_dir && strlen(opts->output_dir) >= VARPRO_PATH_MAX)
+    snprintf(opts->error, sizeof(opts->error), "option --output: the path is longer than %d characters",
+             VARPRO_PATH_MAX - 1);
   if (!opts->error[0] && !opts->job_path && !opts->help && !opts->version)
     snprintf(opts->error, sizeof(opts->error), "no job file given (see --help)");
 }
@@ -148,22 +155,37 @@ static PetscErrorCode ReadSummary(const VarproJob *job, const VarproConfig *cfg,
   PetscFunctionReturn(0);
 }
 
+/* Everything about a configuration that can be wrong before training: its result file name, its
+   sizes against the data file and the rank count, and a result of another configuration under
+   its name. Marks it skipped when its complete result exists. */
+static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts,
+                                  VarproRunSummary *s)
+{
+  char path[VARPRO_PATH_MAX + 256], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  if ((size_t)snprintf(path, sizeof(path), "%s/%s.h5.partial", job->output_dir, cfg->name) >= VARPRO_PATH_MAX)
+    PetscCall(PetscSNPrintf(msg, sizeof(msg),
+                            "%s:%" PetscInt_FMT ": run '%s': result file %s is longer than %d characters", job->path,
+                            cfg->line, cfg->name, path, VARPRO_PATH_MAX - 1));
+  PetscCall(VarproInputErrorSync(PETSC_COMM_WORLD, msg));
+  PetscCall(VarproProblemValidate(PETSC_COMM_WORLD, job->path, cfg));
+  if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &s->skipped));
+  PetscFunctionReturn(0);
+}
+
 /* Trains one configuration, or skips it when its complete result exists. */
 static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts, const char info[],
                                 VarproRunSummary *s)
 {
   VarproTrainer tr;
-  PetscBool     exists = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMemzero(s, sizeof(*s)));
-  if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &exists));
-  if (exists) {
+  if (s->skipped) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                           "[%" PetscInt_FMT "/%" PetscInt_FMT
                           "] %s: complete result exists, skipped (--force redoes it)\n",
                           cfg->index + 1, job->nconfigs, cfg->name));
-    s->skipped = PETSC_TRUE;
     PetscCall(ReadSummary(job, cfg, s));
     PetscFunctionReturn(0);
   }
@@ -179,6 +201,21 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
                         "] %s: done in %.1f s (%.2f ms/step), reduced risk %.6e, MMD %.6e\n",
                         cfg->index + 1, job->nconfigs, cfg->name, (double)s->wall_time, 1e3 * (double)s->time_per_step,
                         (double)s->reduced_risk, (double)s->mmd));
+  PetscFunctionReturn(0);
+}
+
+/* A PETSc option nothing asked for is most likely misspelt: say so. */
+static PetscErrorCode WarnUnusedOptions(void)
+{
+  PetscInt n;
+  char   **names, **values;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsLeftGet(NULL, &n, &names, &values));
+  for (PetscInt k = 0; k < n; k++)
+    PetscCall(PetscFPrintf(PETSC_COMM_WORLD, PETSC_STDERR, "varpro-rbf: warning: option -%s was given but never used\n",
+                           names[k]));
+  PetscCall(PetscOptionsLeftRestore(NULL, &n, &names, &values));
   PetscFunctionReturn(0);
 }
 
@@ -204,8 +241,9 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n",
                         VARPRO_GIT_VERSION, job.nconfigs, job.path, job.output_dir));
 
-  /* Every configuration in turn, with all ranks */
+  /* Every configuration is checked before any is trained, then each runs in turn with all ranks */
   PetscCall(PetscCalloc1(job.nconfigs, &summaries));
+  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(CheckConfig(&job, &job.configs[c], opts, &summaries[c]));
   for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(RunConfig(&job, &job.configs[c], opts, info, &summaries[c]));
 
   /* Closing table */
@@ -214,6 +252,7 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
   PetscCall(PetscFree(summaries));
   PetscCall(VarproJobDestroy(&job));
+  PetscCall(WarnUnusedOptions());
   PetscFunctionReturn(0);
 }
 
@@ -228,7 +267,7 @@ int main(int argc, char **argv)
   pargv = (char **)calloc((size_t)argc + 1, sizeof(char *));
   if (!pargv) return 1;
   ParseArgs(argc, argv, &opts, &pargc, pargv);
-  PetscCall(PetscInitialize(&pargc, &pargv, NULL, usage));
+  if (PetscInitialize(&pargc, &pargv, NULL, usage)) return 1;
   PetscCall(VarproPushErrorHandler());
 
   /* A user's error ends every rank with a status; any other aborts the job */

@@ -86,79 +86,122 @@ void VarproTeacherEvaluate(PetscInt T, const PetscReal teacher[], PetscInt count
   }
 }
 
-/* Checks a size given in the job file against the one found in the data file. */
-static void CheckSize(const VarproConfig *cfg, const char field[], PetscInt given, PetscInt found, char msg[])
+/* Largest sizes: 2 N, 2 T and M (M + 1) must fit a 32-bit PetscInt. */
+#define MAX_DATA_POINTS (1 << 29)
+#define MAX_STUDENT_WIDTH 46340
+
+/* The sizes of a run as the job file gives them (0 where the data file gives them). */
+static void ConfiguredSizes(const VarproConfig *cfg, PetscInt *N, PetscInt *T, PetscInt *M)
 {
-  if (msg[0] || given == 0 || given == found) return;
-  PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX,
-                              "run '%s' (line %" PetscInt_FMT "): %s: %" PetscInt_FMT " conflicts with %" PetscInt_FMT
-                              " in data file %s",
-                              cfg->name, cfg->line, field, given, found, cfg->data_file));
+  *N = cfg->N;
+  *T = cfg->gamma < 0 && !cfg->data_file[0] ? 2 : cfg->teacher_width;
+  *M = cfg->student_width;
 }
 
-/* Copies what this rank needs of the contents of cfg->data_file: its slice of the inputs and
-   targets, and the replicated teacher and initial student features. */
-static PetscErrorCode ProblemReadData(MPI_Comm comm, const VarproConfig *cfg, VarproProblem *prob)
+/* Checks resolved sizes N, T, M (data, when not NULL, is what the data file holds) against the
+   job file, the supported range and the rank count. where says which run. */
+static void CheckSizes(const char where[], const VarproConfig *cfg, const VarproData *data, PetscMPIInt size,
+                       char msg[])
 {
-  VarproData  data;
-  PetscMPIInt rank, size;
+  const char *field[3] = {"N", "teacher_width", "student_width"};
+  PetscInt    given[3], found[3], limit[3] = {MAX_DATA_POINTS, MAX_DATA_POINTS, MAX_STUDENT_WIDTH};
+
+  ConfiguredSizes(cfg, &given[0], &given[1], &given[2]);
+  for (int k = 0; k < 3; k++) found[k] = data ? (k == 0 ? data->N : k == 1 ? data->T : data->M) : given[k];
+  for (int k = 0; k < 3 && !msg[0]; k++) {
+    if (data && given[k] && given[k] != found[k])
+      PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                                  "%s: %s: %" PetscInt_FMT " conflicts with %" PetscInt_FMT " in data file %s", where,
+                                  field[k], given[k], found[k], cfg->data_file));
+    else if (found[k] > limit[k])
+      PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                                  "%s: %s: %" PetscInt_FMT " is above the supported %" PetscInt_FMT, where, field[k],
+                                  found[k], limit[k]));
+  }
+  if (!msg[0] && found[0] < size)
+    PetscCallVoid(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: N: %" PetscInt_FMT " data points is fewer than the %d ranks",
+                                where, found[0], size));
+}
+
+/* Reads cfg->data_file and checks its sizes; data is left empty when a check fails. */
+static PetscErrorCode ProblemReadChecked(MPI_Comm comm, const char where[], const VarproConfig *cfg, VarproData *data)
+{
+  PetscMPIInt size;
   char        msg[VARPRO_MSG_MAX] = "";
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  PetscCall(VarproDataRead(comm, cfg->data_file, &data));
-  CheckSize(cfg, "N", cfg->N, data.N, msg);
-  CheckSize(cfg, "teacher_width", cfg->teacher_width, data.T, msg);
-  CheckSize(cfg, "student_width", cfg->student_width, data.M, msg);
-  if (msg[0]) PetscCall(VarproDataDestroy(&data));
+  PetscCall(VarproDataRead(comm, cfg->data_file, data));
+  CheckSizes(where, cfg, data, size, msg);
+  if (msg[0]) PetscCall(VarproDataDestroy(data));
   PetscCall(VarproInputErrorSync(comm, msg));
-  prob->N = data.N;
-  prob->T = data.T;
-  prob->M = data.M;
-  VarproPartition(prob->N, size, rank, &prob->rstart, &prob->nlocal);
+  PetscFunctionReturn(0);
+}
 
+PetscErrorCode VarproProblemValidate(MPI_Comm comm, const char job_path[], const VarproConfig *cfg)
+{
+  PetscMPIInt size;
+  VarproData  data;
+  char        where[VARPRO_PATH_MAX + VARPRO_NAME_MAX + 64], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCall(PetscSNPrintf(where, sizeof(where), "%s:%" PetscInt_FMT ": run '%s'", job_path, cfg->line, cfg->name));
+  if (cfg->data_file[0]) {
+    PetscCall(ProblemReadChecked(comm, where, cfg, &data));
+    PetscCall(VarproDataDestroy(&data));
+    PetscFunctionReturn(0);
+  }
+  CheckSizes(where, cfg, NULL, size, msg);
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscFunctionReturn(0);
+}
+
+/* Copies what this rank needs of the data file: its slice of the inputs and targets, and the
+   replicated teacher and initial student features. */
+static PetscErrorCode ProblemCopyData(const VarproData *data, VarproProblem *prob)
+{
+  PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(2 * prob->T, &prob->teacher_features));
   PetscCall(PetscMalloc1(2 * prob->M, &prob->student_features));
   PetscCall(PetscMalloc1(2 * prob->nlocal, &prob->inputs));
   PetscCall(PetscMalloc1(prob->nlocal, &prob->targets));
-  PetscCall(PetscArraycpy(prob->teacher_features, data.teacher_features, 2 * prob->T));
-  PetscCall(PetscArraycpy(prob->student_features, data.student_features_init, 2 * prob->M));
-  PetscCall(PetscArraycpy(prob->inputs, data.inputs + 2 * prob->rstart, 2 * prob->nlocal));
-  PetscCall(PetscArraycpy(prob->targets, data.targets + prob->rstart, prob->nlocal));
-  PetscCall(VarproDataDestroy(&data));
+  PetscCall(PetscArraycpy(prob->teacher_features, data->teacher_features, 2 * prob->T));
+  PetscCall(PetscArraycpy(prob->student_features, data->student_features_init, 2 * prob->M));
+  PetscCall(PetscArraycpy(prob->inputs, data->inputs + 2 * prob->rstart, 2 * prob->nlocal));
+  PetscCall(PetscArraycpy(prob->targets, data->targets + prob->rstart, prob->nlocal));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode VarproProblemSetUp(MPI_Comm comm, const VarproConfig *cfg, VarproProblem *prob)
 {
   PetscMPIInt rank, size;
-  char        msg[VARPRO_MSG_MAX] = "";
+  VarproData  data;
+  char        where[VARPRO_NAME_MAX + 64], msg[VARPRO_MSG_MAX] = "";
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(prob, sizeof(*prob)));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCall(PetscSNPrintf(where, sizeof(where), "run '%s' (line %" PetscInt_FMT ")", cfg->name, cfg->line));
 
-  /* Sizes: from the data file, or from the configuration */
-  if (cfg->data_file[0])
-    PetscCall(ProblemReadData(comm, cfg, prob));
-  else {
-    prob->N = cfg->N;
-    prob->T = cfg->gamma < 0 ? 2 : cfg->teacher_width;
-    prob->M = cfg->student_width;
+  /* From a data file: sizes from the file, this rank's slice of the data */
+  if (cfg->data_file[0]) {
+    PetscCall(ProblemReadChecked(comm, where, cfg, &data));
+    prob->N = data.N;
+    prob->T = data.T;
+    prob->M = data.M;
+    VarproPartition(prob->N, size, rank, &prob->rstart, &prob->nlocal);
+    PetscCall(ProblemCopyData(&data, prob));
+    PetscCall(VarproDataDestroy(&data));
+    PetscFunctionReturn(0);
   }
-  if (prob->N < size)
-    PetscCall(PetscSNPrintf(msg, sizeof(msg),
-                            "run '%s' (line %" PetscInt_FMT "): N = %" PetscInt_FMT
-                            " data points is fewer than the %d ranks",
-                            cfg->name, cfg->line, prob->N, size));
-  PetscCall(VarproInputErrorSync(comm, msg));
-  VarproPartition(prob->N, size, rank, &prob->rstart, &prob->nlocal);
-
-  if (cfg->data_file[0]) PetscFunctionReturn(0);
 
   /* Generated: teacher and student replicated, inputs and targets of this rank's slice */
+  CheckSizes(where, cfg, NULL, size, msg);
+  PetscCall(VarproInputErrorSync(comm, msg));
+  ConfiguredSizes(cfg, &prob->N, &prob->T, &prob->M);
+  VarproPartition(prob->N, size, rank, &prob->rstart, &prob->nlocal);
   PetscCall(PetscMalloc1(2 * prob->T, &prob->teacher_features));
   PetscCall(PetscMalloc1(2 * prob->M, &prob->student_features));
   PetscCall(PetscMalloc1(2 * prob->nlocal, &prob->inputs));

@@ -18,6 +18,11 @@ typedef struct {
 PetscErrorCode VarproProblemSetUp(MPI_Comm comm, const VarproConfig *cfg, VarproProblem *prob);
 PetscErrorCode VarproProblemDestroy(VarproProblem *prob);
 
+/* Checks, without building it, what VarproProblemSetUp would reject: sizes out of range or
+   fewer data points than ranks, and a data file that is missing, malformed or disagrees with
+   the job. Messages start with job_path:line. Collective. */
+PetscErrorCode VarproProblemValidate(MPI_Comm comm, const char job_path[], const VarproConfig *cfg);
+
 /* Generators, keyed by global index, so any rank count draws the same numbers. */
 void VarproTeacherGenerate(PetscInt64 seed, PetscReal gamma, PetscInt T, PetscReal teacher[]);
 void VarproInputsGenerate(PetscInt64 seed, PetscInt start, PetscInt count, PetscReal inputs[]);

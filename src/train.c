@@ -117,6 +117,21 @@ static PetscErrorCode StageEnd(VarproTrainer tr, Stage s, double t0)
   PetscFunctionReturn(0);
 }
 
+/* Rows of the kernel matrix owned by rank r: ceil(M/P) each while they last. A ScaLAPACK copy
+   keeps this layout when every rank but the last holds a full block (see KernelRowsFitScaLAPACK). */
+static void KernelRowPartition(PetscInt M, PetscMPIInt size, PetscMPIInt r, PetscInt *start, PetscInt *rows)
+{
+  PetscInt block = (M + size - 1) / size;
+
+  *start = PetscMin(r * block, M);
+  *rows  = PetscMin(block, M - *start);
+}
+
+static PetscBool KernelRowsFitScaLAPACK(PetscInt M, PetscMPIInt size)
+{
+  return (PetscBool)((size - 1) * ((M + size - 1) / size) <= M);
+}
+
 /* ---- one VarPro step, in its phases ----------------------------------------------- */
 
 /* F_ij = phi(r(w_j, x_i)) for this rank's data points. */
@@ -342,7 +357,10 @@ static PetscErrorCode TrainerSolveInner(VarproTrainer tr, PetscInt step)
   PetscCall(KSPGetIterationNumber(tr->ksp, &tr->last_its));
   tr->inner_its += tr->last_its;
   PetscCall(KSPGetConvergedReason(tr->ksp, &reason));
-  PetscCheck(reason >= 0, tr->comm, PETSC_ERR_NOT_CONVERGED, "step %" PetscInt_FMT ": inner solve failed: %s", step,
+  PetscCheck(reason != KSP_DIVERGED_NANORINF, tr->comm, PETSC_ERR_FP,
+             "step %" PetscInt_FMT ": the inner solve met NaN or Inf (features or outer weights diverged)", step);
+  PetscCheck(reason >= 0, tr->comm, PETSC_ERR_NOT_CONVERGED,
+             "step %" PetscInt_FMT ": inner solve failed: %s (see -inner_ksp_converged_reason, -inner_ksp_rtol)", step,
              KSPConvergedReasons[reason]);
   PetscCall(VecScatterBegin(tr->to_all, tr->u, tr->u_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(tr->to_all, tr->u, tr->u_all, INSERT_VALUES, SCATTER_FORWARD));
@@ -495,6 +513,12 @@ static PetscErrorCode TrainerSetUpSolver(VarproTrainer tr)
                             tr->refresh_age, &tr->refresh_age, NULL));
   PetscOptionsEnd();
   tr->kernel_type = (KernelMatType)type;
+  PetscCheck(tr->kernel_type == KERNEL_MAT_DENSE || (tr->kernel_type == KERNEL_MAT_MATFREE && tr->replicated) ||
+               KernelRowsFitScaLAPACK(tr->M, tr->size),
+             tr->comm, PETSC_ERR_USER_INPUT,
+             "run '%s': student_width %" PetscInt_FMT " cannot be split in ScaLAPACK blocks over %d ranks; use fewer "
+             "ranks, or -inner_kernel_mat_type dense",
+             tr->cfg->name, tr->M, tr->size);
 
   PetscCall(KSPCreate(tr->comm, &tr->ksp));
   PetscCall(KSPSetOptionsPrefix(tr->ksp, "inner_"));
@@ -549,11 +573,11 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
   for (PetscMPIInt r = 0; r < tr->size; r++) {
     PetscInt start, rows;
 
-    VarproPartition(M, tr->size, r, &start, &rows);
+    KernelRowPartition(M, tr->size, r, &start, &rows);
     PetscCall(PetscMPIIntCast(rows * (M + 1), &tr->counts[r]));
     PetscCall(PetscMPIIntCast(rows, &tr->vec_counts[r]));
   }
-  VarproPartition(M, tr->size, tr->rank, &tr->mstart, &tr->mrows);
+  KernelRowPartition(M, tr->size, tr->rank, &tr->mstart, &tr->mrows);
   PetscCall(PetscMalloc1((size_t)tr->mrows * (M + 1), &tr->gram_rows));
   PetscCall(MatCreateDense(tr->comm, tr->mrows, tr->mrows, M, M, NULL, &tr->K));
   PetscCall(MatSetUp(tr->K));

@@ -2,7 +2,7 @@
 """End-to-end checks of the varpro-rbf executable, run by meson test.
 
   check_run.py fixture FIXTURE.h5 NP   replay a cross-check fixture through data.file
-  check_run.py ranks                   the same seeded job at 1 and 2 ranks
+  check_run.py ranks [P]               the same seeded job at 1 and P ranks (default 2)
   check_run.py paths NP                the matrix-free inner solve against the direct one
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
@@ -33,7 +33,7 @@ def check(ok, what):
 
 
 def run(np_, args, timeout=600):
-    cmd = [MPIRUN, "-n", str(np_), EXE] + args
+    cmd = [MPIRUN, "--oversubscribe", "-n", str(np_), EXE] + args
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return proc
 
@@ -98,15 +98,15 @@ def compare_fixture(fx, res):
 
 # ---- rank-count independence -------------------------------------------------------------
 
-def ranks():
+def ranks(other):
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for np_ in (1, 2):
+        for np_ in (1, other):
             job = os.path.join(tmp, f"np{np_}.yaml")
             write(job, f"""output: {tmp}/np{np_}
 runs:
   - regularization: [biased, unbiased]
-    student_width: 24
+    student_width: 25
     N: 301
     teacher_width: 64
     seed: 7
@@ -120,14 +120,14 @@ runs:
                 return
             results[np_] = os.path.join(tmp, f"np{np_}")
         for name in sorted(os.listdir(results[1])):
-            with h5py.File(os.path.join(results[1], name)) as a, h5py.File(os.path.join(results[2], name)) as b:
+            with h5py.File(os.path.join(results[1], name)) as a, h5py.File(os.path.join(results[other], name)) as b:
                 dl = np.max(np.abs(a["loss"][:] - b["loss"][:]) / np.abs(a["loss"][:]))
                 dw = np.max(np.abs(wrap(a["snapshot_features"][:] - b["snapshot_features"][:])))
                 dm = np.max(np.abs(a["mmd"][:] - b["mmd"][:]))
-                check(a["loss"].size == 200 and dl <= 1e-10, f"{name}: 1 vs 2 ranks, losses within 1e-10 (max {dl:.2e})")
-                check(dw <= 1e-10, f"{name}: 1 vs 2 ranks, features within 1e-10 (max {dw:.2e})")
-                check(dm <= 1e-10, f"{name}: 1 vs 2 ranks, MMD within 1e-10 (max {dm:.2e})")
-                check(a.attrs["nranks"] == 1 and b.attrs["nranks"] == 2, f"{name}: rank counts recorded")
+                check(a["loss"].size == 200 and dl <= 1e-10, f"{name}: 1 vs {other} ranks, losses within 1e-10 (max {dl:.2e})")
+                check(dw <= 1e-10, f"{name}: 1 vs {other} ranks, features within 1e-10 (max {dw:.2e})")
+                check(dm <= 1e-10, f"{name}: 1 vs {other} ranks, MMD within 1e-10 (max {dm:.2e})")
+                check(a.attrs["nranks"] == 1 and b.attrs["nranks"] == other, f"{name}: rank counts recorded")
 
 
 # ---- matrix-free against direct inner solves ----------------------------------------------
@@ -197,7 +197,7 @@ def bad_case(case, tmp):
         pattern = rf"job\.yaml:3:\d+: .*{case}"
     elif case == "fewer-points-than-ranks":
         write(job, head + "  - {student_width: 4, N: 1, teacher_width: 8, epochs: 3}\n")
-        pattern = r"N = 1 .*fewer than the 2 ranks"
+        pattern = r"job\.yaml:3: run .*N: 1 data points is fewer than the 2 ranks"
     elif case == "missing-data-file":
         write(job, head + f"  - {{data: {{file: {tmp}/nothere.h5}}, epochs: 3}}\n")
         pattern = r"nothere\.h5"
@@ -221,6 +221,13 @@ def bad_case(case, tmp):
     elif case == "diverging":
         write(job, head + "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 5, time_scale: 1.0e+308}\n")
         pattern = r"step \d+: .*(outer weight|reduced risk|gradient).* (nan|inf|-nan|-inf)"
+    elif case == "bad-second-run":
+        write(job, head + GOOD_RUN + f"  - {{name: second, data: {{file: {tmp}/nothere.h5}}}}\n")
+        pattern = r"nothere\.h5"
+    elif case == "two-job-files":
+        write(job, head + GOOD_RUN)
+        args = [job]
+        pattern = r"unexpected argument"
     elif case == "missing-job-file":
         job = os.path.join(tmp, "absent.yaml")
         pattern = r"absent\.yaml"
@@ -250,7 +257,7 @@ def main():
     if what == "fixture":
         fixture(sys.argv[2], int(sys.argv[3]))
     elif what == "ranks":
-        ranks()
+        ranks(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     elif what == "paths":
         paths(int(sys.argv[2]))
     elif what == "bad":

@@ -14,7 +14,7 @@
 
 /* Exit statuses of the executable, documented in the README. */
 #define VARPRO_EXIT_INPUT 2    /* bad job file, option or data file: nothing was trained */
-#define VARPRO_EXIT_DIVERGED 3 /* training produced NaN or Inf */
+#define VARPRO_EXIT_DIVERGED 3 /* training produced NaN or Inf, or the inner solve failed */
 
 typedef enum { VARPRO_BIASED = 0, VARPRO_UNBIASED = 1 } VarproRegularization;
 
@@ -59,7 +59,7 @@ PETSC_EXTERN PetscErrorCode VarproJobDestroy(VarproJob *job);
 PETSC_EXTERN PetscErrorCode VarproConfigFormat(const VarproConfig *cfg, char buf[], size_t len);
 
 /* Error handling shared by the executable and the tests: errors of class
-   PETSC_ERR_USER_INPUT and PETSC_ERR_FP print one line "varpro-rbf: error: ..." on
+   PETSC_ERR_USER_INPUT, PETSC_ERR_FP and PETSC_ERR_NOT_CONVERGED print one line "varpro-rbf: error: ..." on
    rank 0 of the communicator that raised them, without a PETSc traceback. */
 PETSC_EXTERN PetscErrorCode VarproPushErrorHandler(void);
 PETSC_EXTERN int            VarproExitStatus(PetscErrorCode ierr);
