@@ -2,8 +2,10 @@
 
    Only rank 0 of a communicator touches files, with the sequential HDF5 interface. What rank 0
    finds is shared with every rank before anyone returns: a user's mistake (a missing file or
-   dataset, a wrong shape) through VarproInputErrorSync, a library failure through
-   H5RootSync_Private, so that all ranks fail together and none waits in a later collective.
+   dataset, a wrong shape, a non-finite value, a file HDF5 cannot read) through
+   VarproInputErrorSync, a library failure through H5RootSync_Private, so that all ranks fail
+   together and none waits in a later collective. HDF5's own error printing is off while it reads
+   the user's files, whose failures are reported as one line naming the file.
 
    Result file layout (README, "Result files"): root attributes for every parameter; chunked
    datasets extendible along their first axis for the histories, appended from memory buffers
@@ -187,38 +189,101 @@ static PetscErrorCode H5AttrWriteString_Private(hid_t loc, const char name[], co
   PetscFunctionReturn(0);
 }
 
-/* Reads the string attribute name of loc (variable or fixed length) into a new PetscMalloc'd
-   string; *value is NULL when there is no such attribute or it is not a string. */
-static PetscErrorCode H5AttrReadString_Private(hid_t loc, const char name[], char **value)
+/* Opens the attribute name of loc when it holds a single value (scalar, or an array of one) of
+   class cls, which kind names ("a string"); otherwise *attr is negative and reason says why. The
+   file is the user's, so an HDF5 failure is a reason too (call with HDF5's error printing off). */
+static PetscErrorCode H5AttrOpenSingle_Private(hid_t loc, const char name[], H5T_class_t cls, const char kind[],
+                                               hid_t *attr, char reason[], size_t len)
 {
-  htri_t exists, isvar;
-  hid_t  attr, filetype, memtype;
-  size_t size;
-  char  *vstr = NULL;
+  htri_t      exists;
+  hid_t       space, type;
+  hssize_t    npoints = -1;
+  H5T_class_t found   = H5T_NO_CLASS;
+
+  PetscFunctionBeginUser;
+  *attr     = H5I_INVALID_HID;
+  reason[0] = 0;
+  exists    = H5Aexists(loc, name);
+  if (exists > 0) *attr = H5Aopen(loc, name, H5P_DEFAULT);
+  if (exists == 0) PetscCall(PetscSNPrintf(reason, len, "no '%s' attribute", name));
+  if (*attr < 0) {
+    if (!reason[0]) PetscCall(PetscSNPrintf(reason, len, "cannot read the '%s' attribute", name));
+    PetscFunctionReturn(0);
+  }
+
+  /* One value, of the expected class: the caller reads it into room for one */
+  if ((space = H5Aget_space(*attr)) >= 0) {
+    npoints = H5Sget_simple_extent_npoints(space);
+    PetscCallH5(H5Sclose(space));
+  }
+  if ((type = H5Aget_type(*attr)) >= 0) {
+    found = H5Tget_class(type);
+    PetscCallH5(H5Tclose(type));
+  }
+  if (npoints < 0 || found == H5T_NO_CLASS)
+    PetscCall(PetscSNPrintf(reason, len, "cannot read the '%s' attribute", name));
+  else if (npoints != 1)
+    PetscCall(PetscSNPrintf(reason, len, "'%s' attribute holds %lld values, not one", name, (long long)npoints));
+  else if (found != cls)
+    PetscCall(PetscSNPrintf(reason, len, "'%s' attribute is not %s", name, kind));
+  if (reason[0]) {
+    PetscCallH5(H5Aclose(*attr));
+    *attr = H5I_INVALID_HID;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Reads the single string (variable or fixed length) of attribute name of loc into a new
+   PetscMalloc'd string; *value is NULL, and reason says why, when there is none that can be read.
+   Call with HDF5's error printing off. */
+static PetscErrorCode H5AttrReadString_Private(hid_t loc, const char name[], char **value, char reason[], size_t len)
+{
+  hid_t     attr, filetype, memtype = H5I_INVALID_HID;
+  htri_t    isvar = -1;
+  size_t    size  = 0;
+  char     *vstr  = NULL;
+  PetscBool ok;
 
   PetscFunctionBeginUser;
   *value = NULL;
-  PetscCallH5(exists = H5Aexists(loc, name));
-  if (!exists) PetscFunctionReturn(0);
-  PetscCallH5(attr = H5Aopen(loc, name, H5P_DEFAULT));
-  PetscCallH5(filetype = H5Aget_type(attr));
-  if (H5Tget_class(filetype) == H5T_STRING) {
-    /* Read with the file's own character set: HDF5 does not convert between them */
-    PetscCallH5(isvar = H5Tis_variable_str(filetype));
-    PetscCallH5(memtype = H5Tcopy(filetype));
-    if (isvar) {
-      PetscCallH5(H5Aread(attr, memtype, &vstr));
-      PetscCall(PetscStrallocpy(vstr ? vstr : "", value));
-      PetscCallH5(H5free_memory(vstr));
-    } else {
-      size = H5Tget_size(filetype);
-      PetscCheck(size > 0, PETSC_COMM_SELF, PETSC_ERR_LIB, "HDF5 call failed: H5Tget_size(filetype)");
-      PetscCall(PetscCalloc1(size + 1, value));
-      PetscCallH5(H5Aread(attr, memtype, *value));
-    }
-    PetscCallH5(H5Tclose(memtype));
+  PetscCall(H5AttrOpenSingle_Private(loc, name, H5T_STRING, "a string", &attr, reason, len));
+  if (attr < 0) PetscFunctionReturn(0);
+
+  /* Read with the file's own character set: HDF5 does not convert between them */
+  if ((filetype = H5Aget_type(attr)) >= 0) {
+    isvar   = H5Tis_variable_str(filetype);
+    size    = H5Tget_size(filetype);
+    memtype = H5Tcopy(filetype);
+    PetscCallH5(H5Tclose(filetype));
   }
-  PetscCallH5(H5Tclose(filetype));
+  ok = (PetscBool)(isvar >= 0 && size > 0 && memtype >= 0);
+  if (ok && isvar) {
+    ok = (PetscBool)(H5Aread(attr, memtype, &vstr) >= 0);
+    if (ok) PetscCall(PetscStrallocpy(vstr ? vstr : "", value));
+    if (ok) PetscCallH5(H5free_memory(vstr));
+  } else if (ok) {
+    PetscCall(PetscCalloc1(size + 1, value));
+    ok = (PetscBool)(H5Aread(attr, memtype, *value) >= 0);
+    if (!ok) PetscCall(PetscFree(*value));
+  }
+  if (memtype >= 0) PetscCallH5(H5Tclose(memtype));
+  PetscCallH5(H5Aclose(attr));
+  if (!ok) PetscCall(PetscSNPrintf(reason, len, "cannot read the '%s' attribute", name));
+  PetscFunctionReturn(0);
+}
+
+/* Reads the single integer of attribute name of loc; *found is false when there is none that can
+   be read. Call with HDF5's error printing off. */
+static PetscErrorCode H5AttrReadInt_Private(hid_t loc, const char name[], PetscInt64 *value, PetscBool *found)
+{
+  hid_t attr;
+  char  reason[VARPRO_REASON_MAX];
+
+  PetscFunctionBeginUser;
+  *found = PETSC_FALSE;
+  PetscCall(H5AttrOpenSingle_Private(loc, name, H5T_INTEGER, "an integer", &attr, reason, sizeof(reason)));
+  if (attr < 0) PetscFunctionReturn(0);
+  *found = (PetscBool)(H5Aread(attr, H5T_NATIVE_INT64, value) >= 0);
   PetscCallH5(H5Aclose(attr));
   PetscFunctionReturn(0);
 }
@@ -256,21 +321,40 @@ static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], c
   PetscFunctionReturn(0);
 }
 
+/* Records in msg that HDF5 failed on the data file: damaged, or using what this HDF5 cannot read
+   (an unknown filter, say). Names dataset name once one is being read. */
+static PetscErrorCode DataDamaged_Private(const char path[], const char name[], char msg[])
+{
+  PetscFunctionBeginUser;
+  if (name)
+    PetscCall(
+      PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: cannot read dataset '%s' (damaged or unsupported file)", path, name));
+  else
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: cannot read data file (damaged or unsupported file)", path));
+  PetscFunctionReturn(0);
+}
+
 /* Checks the shape of dataset s; rows[] holds the row counts of the datasets before it. */
 static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dset, hsize_t rows[], char msg[])
 {
   const DataSpec *spec = &data_specs[s];
   hid_t           space;
-  int             ndims;
+  int             ndims = -1;
   hsize_t         dims[H5S_MAX_RANK];
   char            shape[128], expected[128];
   PetscBool       ok;
 
   PetscFunctionBeginUser;
-  PetscCallH5(space = H5Dget_space(dset));
-  PetscCallH5(ndims = H5Sget_simple_extent_ndims(space));
-  PetscCallH5(H5Sget_simple_extent_dims(space, dims, NULL));
-  PetscCallH5(H5Sclose(space));
+  /* The dimensions; HDF5 checks that there are at most H5S_MAX_RANK */
+  if ((space = H5Dget_space(dset)) >= 0) {
+    ndims = H5Sget_simple_extent_ndims(space);
+    if (ndims >= 0 && H5Sget_simple_extent_dims(space, dims, NULL) < 0) ndims = -1;
+    PetscCallH5(H5Sclose(space));
+  }
+  if (ndims < 0) {
+    PetscCall(DataDamaged_Private(path, spec->name, msg));
+    PetscFunctionReturn(0);
+  }
 
   /* Rows x 2 or rows, with rows >= 1 and small enough for PetscInt counts of elements */
   ok = (PetscBool)(ndims == spec->ndims && (ndims == 1 || dims[1] == 2) && dims[0] >= 1 &&
@@ -295,39 +379,41 @@ static PetscErrorCode DataCheckShape_Private(const char path[], int s, hid_t dse
 }
 
 /* Opens dataset s of file and checks that it is numeric and has the right shape. A problem
-   the user can fix goes to msg, with *dset closed and negative. */
+   the user can fix, a damaged file included, goes to msg, with *dset closed and negative. */
 static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int s, hsize_t rows[], hid_t *dset,
                                               char msg[])
 {
-  const char     *name = data_specs[s].name;
-  htri_t          exists;
-  hid_t           type;
-  H5T_class_t     cls;
-  H5ErrorPrinting saved;
+  const char *name = data_specs[s].name;
+  htri_t      exists;
+  hid_t       obj, type;
+  H5T_class_t cls = H5T_NO_CLASS;
 
   PetscFunctionBeginUser;
-  /* A missing name, or a name that is not a dataset */
-  PetscCallH5(exists = H5Lexists(file, name, H5P_DEFAULT));
-  if (!exists) {
+  /* A missing name (or a link to nothing), or a name that is not a dataset */
+  exists = H5Lexists(file, name, H5P_DEFAULT);
+  if (exists > 0) exists = H5Oexists_by_name(file, name, H5P_DEFAULT);
+  if (exists == 0)
     PetscCall(PetscSNPrintf(
       msg, VARPRO_MSG_MAX,
       "%s: no dataset '%s' (a data file holds inputs, targets, teacher_features and student_features_init)", path,
       name));
-    PetscFunctionReturn(0);
-  }
-  PetscCall(H5ErrorPrintingOff_Private(&saved));
-  *dset = H5Dopen2(file, name, H5P_DEFAULT);
-  PetscCall(H5ErrorPrintingRestore_Private(&saved));
-  if (*dset < 0) {
+  obj = exists > 0 ? H5Oopen(file, name, H5P_DEFAULT) : H5I_INVALID_HID;
+  if (!msg[0] && obj < 0) PetscCall(DataDamaged_Private(path, name, msg));
+  if (!msg[0] && H5Iget_type(obj) != H5I_DATASET) {
     PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: '%s' is not a dataset", path, name));
-    PetscFunctionReturn(0);
+    PetscCallH5(H5Oclose(obj));
   }
+  if (msg[0]) PetscFunctionReturn(0);
+  *dset = obj;
 
   /* Anything HDF5 converts to float64: floats and integers */
-  PetscCallH5(type = H5Dget_type(*dset));
-  PetscCallH5(cls = H5Tget_class(type));
-  PetscCallH5(H5Tclose(type));
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+  if ((type = H5Dget_type(*dset)) >= 0) {
+    cls = H5Tget_class(type);
+    PetscCallH5(H5Tclose(type));
+  }
+  if (cls == H5T_NO_CLASS)
+    PetscCall(DataDamaged_Private(path, name, msg));
+  else if (cls != H5T_FLOAT && cls != H5T_INTEGER)
     PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' is not numeric (float or integer)", path, name));
   else
     PetscCall(DataCheckShape_Private(path, s, *dset, rows, msg));
@@ -338,7 +424,28 @@ static PetscErrorCode DataOpenDataset_Private(hid_t file, const char path[], int
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: checks all four datasets, then allocates and reads them as float64. */
+/* Rank 0: the first NaN or Inf of the four arrays goes to msg, with its row. */
+static PetscErrorCode DataCheckFinite_Private(const char path[], const VarproData *data, char msg[])
+{
+  const PetscReal *arrays[4] = {data->inputs, data->targets, data->teacher_features, data->student_features_init};
+  const PetscInt   rows[4]   = {data->N, data->N, data->T, data->M};
+
+  PetscFunctionBeginUser;
+  for (int s = 0; s < 4; s++) {
+    PetscInt cols = data_specs[s].ndims == 2 ? 2 : 1;
+
+    for (PetscInt i = 0; i < rows[s] * cols; i++) {
+      if (!PetscIsInfOrNanReal(arrays[s][i])) continue;
+      PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: dataset '%s' holds a non-finite value at row %" PetscInt_FMT,
+                              path, data_specs[s].name, i / cols));
+      PetscFunctionReturn(0);
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: checks all four datasets, then allocates and reads them as float64, and checks that
+   every value is finite. Call with HDF5's error printing off: a failure goes to msg. */
 static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], VarproData *data, char msg[])
 {
   hid_t      dset[4] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
@@ -360,19 +467,27 @@ static PetscErrorCode DataReadDatasets_Private(hid_t file, const char path[], Va
     arrays[1] = data->targets;
     arrays[2] = data->teacher_features;
     arrays[3] = data->student_features_init;
-    for (int s = 0; s < 4; s++)
-      PetscCallH5(H5Dread(dset[s], H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, arrays[s]));
+    for (int s = 0; s < 4 && !msg[0]; s++)
+      if (H5Dread(dset[s], H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, arrays[s]) < 0)
+        PetscCall(DataDamaged_Private(path, data_specs[s].name, msg));
   }
   for (int s = 0; s < 4; s++)
     if (dset[s] >= 0) PetscCallH5(H5Dclose(dset[s]));
+
+  /* NaN or Inf in the data would spoil every step of the run */
+  if (!msg[0]) PetscCall(DataCheckFinite_Private(path, data, msg));
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: opens path and reads it; the user's mistakes go to msg. */
+/* Rank 0: opens path and reads it; the user's mistakes, a damaged file among them, go to msg
+   (then data is left empty). */
 static PetscErrorCode DataReadRoot_Private(const char path[], VarproData *data, char msg[])
 {
-  hid_t file;
-  char  reason[VARPRO_REASON_MAX];
+  hid_t           file;
+  herr_t          closed;
+  char            reason[VARPRO_REASON_MAX];
+  H5ErrorPrinting saved;
+  PetscErrorCode  ierr;
 
   PetscFunctionBeginUser;
   PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
@@ -380,8 +495,15 @@ static PetscErrorCode DataReadRoot_Private(const char path[], VarproData *data, 
     PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: cannot read data file: %s", path, reason));
     PetscFunctionReturn(0);
   }
-  PetscCall(DataReadDatasets_Private(file, path, data, msg));
-  PetscCallH5(H5Fclose(file));
+
+  /* HDF5 failing on the user's file is reported in msg, so its own printing is off meanwhile */
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  ierr   = DataReadDatasets_Private(file, path, data, msg);
+  closed = H5Fclose(file);
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCall(ierr);
+  if (closed < 0 && !msg[0]) PetscCall(DataDamaged_Private(path, NULL, msg));
+  if (msg[0]) PetscCall(VarproDataDestroy(data));
   PetscFunctionReturn(0);
 }
 
@@ -524,38 +646,62 @@ PetscErrorCode VarproResultPath(const char dir[], const VarproConfig *cfg, char 
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: compares the stored configuration text of an existing result with cfg's. */
+/* Rank 0: what an existing result file says of itself: its configuration text (NULL when it has
+   none that can be read, and reason says why) and whether it is marked complete. Call with HDF5's
+   error printing off: the file may be damaged. */
+static PetscErrorCode ResultReadMarks_Private(hid_t file, char **stored, PetscBool *complete, char reason[], size_t len)
+{
+  PetscInt64 value = 0;
+  PetscBool  found;
+
+  PetscFunctionBeginUser;
+  PetscCall(H5AttrReadString_Private(file, "configuration", stored, reason, len));
+  PetscCall(H5AttrReadInt_Private(file, "complete", &value, &found));
+  *complete = (PetscBool)(found && value == 1);
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: an existing result must be readable, complete, and of this very configuration. */
 static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproConfig *cfg, PetscBool *exists,
                                                char msg[])
 {
-  struct stat st;
-  hid_t       file;
-  char        reason[VARPRO_REASON_MAX], expected[VARPRO_CONFIG_TEXT_MAX], *stored = NULL;
-  PetscBool   same = PETSC_FALSE;
+  struct stat     st;
+  hid_t           file;
+  char            reason[VARPRO_REASON_MAX], expected[VARPRO_CONFIG_TEXT_MAX], *stored = NULL;
+  PetscBool       same = PETSC_FALSE, complete = PETSC_FALSE;
+  H5ErrorPrinting saved;
+  PetscErrorCode  ierr;
 
   PetscFunctionBeginUser;
   *exists = PETSC_FALSE;
   if (stat(path, &st) && errno == ENOENT) PetscFunctionReturn(0);
   *exists = PETSC_TRUE;
 
-  /* An existing file must be a result of this very configuration */
+  /* What the file says of itself, read quietly: what is wrong with it is reported below */
   PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
   if (file < 0) {
     PetscCall(
       PetscSNPrintf(msg, VARPRO_MSG_MAX, "unreadable result file %s (%s); remove it or use --force", path, reason));
     PetscFunctionReturn(0);
   }
-  PetscCall(H5AttrReadString_Private(file, "configuration", &stored));
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  ierr = ResultReadMarks_Private(file, &stored, &complete, reason, sizeof(reason));
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCall(ierr);
   PetscCallH5(H5Fclose(file));
+
+  /* Readable, complete, and the same configuration */
   if (!stored) {
-    PetscCall(PetscSNPrintf(
-      msg, VARPRO_MSG_MAX, "unreadable result file %s (no 'configuration' attribute); remove it or use --force", path));
+    PetscCall(
+      PetscSNPrintf(msg, VARPRO_MSG_MAX, "unreadable result file %s (%s); remove it or use --force", path, reason));
     PetscFunctionReturn(0);
   }
   PetscCall(VarproConfigFormat(cfg, expected, sizeof(expected)));
   PetscCall(PetscStrcmp(stored, expected, &same));
   PetscCall(PetscFree(stored));
-  if (!same)
+  if (!complete)
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: incomplete result file; remove it or use --force", path));
+  else if (!same)
     PetscCall(PetscSNPrintf(
       msg, VARPRO_MSG_MAX,
       "%s: a result for a different configuration exists under this name; remove it or use --force", path));

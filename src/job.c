@@ -13,6 +13,9 @@
                teacher_width, time_scale, saving_step, mmd_points, data: {file: PATH}
                (* grid keys: a value or a sequence of values)
 
+   DIR, name and PATH are strings: YAML's null (an unquoted ~, null, Null, NULL or nothing) is
+   refused there, while quoted "~" or "null" is a string like any other.
+
    Limitations: a job file is at most 16 MiB and expands to at most 100000 configurations;
    anchors, aliases, merge keys and tags are refused rather than resolved. */
 #include "varpro_impl.h"
@@ -141,7 +144,8 @@ static void JobSetField(JobReader *r, const char prefix[], const char key[])
   (void)snprintf(r->field, sizeof(r->field), "%s%.*s", prefix, JOB_QUOTE_MAX, key);
 }
 
-/* Records "<file>:<line>:<column>: <field>: <what>" unless a problem is already recorded. */
+/* Records "<file>:<line>:<column>: <field>: <what>" unless a problem is already recorded; without
+   "<field>: " when no field is set. */
 static void JobProblem(JobReader *r, yaml_mark_t mark, const char fmt[], ...) PETSC_ATTRIBUTE_FORMAT(3, 4);
 static void JobProblem(JobReader *r, yaml_mark_t mark, const char fmt[], ...)
 {
@@ -153,7 +157,8 @@ static void JobProblem(JobReader *r, yaml_mark_t mark, const char fmt[], ...)
   va_start(ap, fmt);
   (void)vsnprintf(what, sizeof(what), fmt, ap);
   va_end(ap);
-  n = snprintf(r->msg, VARPRO_MSG_MAX, "%s:%zu:%zu: %s: %s", r->path, mark.line + 1, mark.column + 1, r->field, what);
+  n = snprintf(r->msg, VARPRO_MSG_MAX, "%s:%zu:%zu: %s%s%s", r->path, mark.line + 1, mark.column + 1, r->field,
+               r->field[0] ? ": " : "", what);
   if (n < 0) (void)snprintf(r->msg, VARPRO_MSG_MAX, "%s: unreadable job file", r->path);
 }
 
@@ -328,6 +333,20 @@ static PetscErrorCode JobScalarChoice(JobReader *r, PetscInt64 *value)
   PetscFunctionReturn(0);
 }
 
+/* Whether the current event is YAML's null: a plain (unquoted) scalar that is empty or one of
+   ~, null, Null, NULL. Quoted, the same text is a string. */
+static PetscBool JobScalarIsNull(const JobReader *r)
+{
+  static const char *const nulls[] = {"~", "null", "Null", "NULL"};
+  const yaml_event_t      *e       = &r->event;
+
+  if (e->type != YAML_SCALAR_EVENT || e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return PETSC_FALSE;
+  if (!e->data.scalar.length) return PETSC_TRUE;
+  for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+    if (!strcmp((const char *)e->data.scalar.value, nulls[i])) return PETSC_TRUE;
+  return PETSC_FALSE;
+}
+
 /* The current event as a non-empty string of fewer than len bytes, copied to buf. */
 static PetscErrorCode JobReadString(JobReader *r, char buf[], size_t len)
 {
@@ -337,6 +356,8 @@ static PetscErrorCode JobReadString(JobReader *r, char buf[], size_t len)
   PetscFunctionBeginUser;
   if (!text)
     JobProblem(r, e->start_mark, "expected a string, got %s", JobEventWhat(e));
+  else if (JobScalarIsNull(r))
+    JobProblem(r, e->start_mark, "expected a string, got null");
   else if (!e->data.scalar.length)
     JobProblem(r, e->start_mark, "must not be empty");
   else if (strlen(text) != e->data.scalar.length)
@@ -376,7 +397,11 @@ static PetscErrorCode JobReadKey(JobReader *r, const char prefix[], const char *
   PetscInt    i;
 
   PetscFunctionBeginUser;
-  if (!text) JobProblem(r, mark, "keys must be scalars, got %s", JobEventWhat(&r->event));
+  /* A complex key is no key of ours, and no field to name yet (not the previous key) */
+  if (!text) {
+    r->field[0] = 0;
+    JobProblem(r, mark, "keys must be scalars, got %s", JobEventWhat(&r->event));
+  }
   JobCheckProblem(r);
   JobSetField(r, prefix, text);
   if (!strcmp(text, "<<")) JobProblem(r, mark, "merge keys and aliases are not supported; write the keys out");

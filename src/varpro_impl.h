@@ -24,8 +24,9 @@ typedef struct {
 } VarproData;
 
 /* Rank 0 reads path and checks that the four datasets exist, are float64-convertible and have
-   shapes N x 2, N, T x 2, M x 2 with N, T, M >= 1; then broadcasts. Collective. A missing
-   file, dataset or a wrong shape raises PETSC_ERR_USER_INPUT naming the file and dataset. */
+   shapes N x 2, N, T x 2, M x 2 with N, T, M >= 1 and finite values; then broadcasts.
+   Collective. A missing, damaged or unsupported file, a missing dataset, a wrong shape or a
+   non-finite value raises PETSC_ERR_USER_INPUT naming the file and dataset. */
 PetscErrorCode VarproDataRead(MPI_Comm comm, const char path[], VarproData *data);
 PetscErrorCode VarproDataDestroy(VarproData *data);
 
@@ -35,9 +36,9 @@ PetscErrorCode VarproDataDestroy(VarproData *data);
    Collective; raises PETSC_ERR_USER_INPUT naming dir when it cannot. */
 PetscErrorCode VarproOutputDirCheck(MPI_Comm comm, const char dir[]);
 
-/* Whether dir/<name>.h5 exists as a complete result. When it exists but its stored
-   "configuration" attribute differs from cfg, raises PETSC_ERR_USER_INPUT naming the file
-   (a different run under the same name). Collective. */
+/* Whether dir/<name>.h5 exists as a complete result. When it exists but is unreadable, lacks
+   "complete" = 1, or its stored "configuration" attribute differs from cfg, raises
+   PETSC_ERR_USER_INPUT naming the file (remove it or use --force). Collective. */
 PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool *exists);
 
 /* Reads n float64 root attributes of the complete result of cfg in dir (NaN where one is

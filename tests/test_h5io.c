@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,6 +54,24 @@ static PetscErrorCode CheckInputError(MPI_Comm comm, PetscErrorCode ierr, const 
 {
   PetscBool ok =
     (PetscBool)(ierr == PETSC_ERR_USER_INPUT && caught_code == PETSC_ERR_USER_INPUT && !strcmp(caught_msg, expected));
+
+  PetscFunctionBeginUser;
+  PetscCall(Check(comm, ok, what));
+  if (!ok) PetscCall(PetscPrintf(comm, "     error %d, message: %s\n", (int)ierr, caught_msg));
+  caught_msg[0] = 0;
+  caught_code   = 0;
+  PetscFunctionReturn(0);
+}
+
+/* Checks that ierr is a user input error whose message starts with head and ends with tail: for
+   damage whose first symptom depends on HDF5's file layout. */
+static PetscErrorCode CheckInputErrorLike(MPI_Comm comm, PetscErrorCode ierr, const char head[], const char tail[],
+                                          const char what[])
+{
+  size_t    len = strlen(caught_msg), nhead = strlen(head), ntail = strlen(tail);
+  PetscBool ok =
+    (PetscBool)(ierr == PETSC_ERR_USER_INPUT && caught_code == PETSC_ERR_USER_INPUT && len >= nhead + ntail &&
+                !strncmp(caught_msg, head, nhead) && !strcmp(caught_msg + len - ntail, tail));
 
   PetscFunctionBeginUser;
   PetscCall(Check(comm, ok, what));
@@ -113,6 +132,100 @@ static PetscErrorCode WriteSmallDataFile(const char path[], hsize_t input_cols, 
   dims[0] = 3;
   if (with_student) PetscCall(WriteDataset(file, "student_features_init", H5T_NATIVE_DOUBLE, 2, dims, values));
   TestCallH5(H5Fclose(file));
+  PetscFunctionReturn(0);
+}
+
+/* Sets element (row, col) of the float64 dataset name of the data file path (element row when the
+   dataset is 1-D) to value. */
+static PetscErrorCode PoisonDataset(const char path[], const char name[], hsize_t row, hsize_t col, double value)
+{
+  hsize_t coord[2] = {row, col}, one = 1;
+  hid_t   file, dset, filespace, memspace;
+
+  PetscFunctionBeginUser;
+  TestCallH5(file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT));
+  TestCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT));
+  TestCallH5(filespace = H5Dget_space(dset));
+  TestCallH5(H5Sselect_elements(filespace, H5S_SELECT_SET, 1, coord));
+  TestCallH5(memspace = H5Screate_simple(1, &one, NULL));
+  TestCallH5(H5Dwrite(dset, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, &value));
+  TestCallH5(H5Sclose(memspace));
+  TestCallH5(H5Sclose(filespace));
+  TestCallH5(H5Dclose(dset));
+  TestCallH5(H5Fclose(file));
+  PetscFunctionReturn(0);
+}
+
+/* Overwrites bytes [begin, end) of path with a fixed pseudo-random pattern. */
+static PetscErrorCode OverwriteBytes(const char path[], long begin, long end)
+{
+  unsigned int state = 12345;
+  FILE        *fp;
+
+  PetscFunctionBeginUser;
+  PetscCheck(fp = fopen(path, "r+b"), PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot open %s", path);
+  PetscCheck(!fseek(fp, begin, SEEK_SET), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot seek in %s", path);
+  for (long i = begin; i < end; i++) {
+    state = state * 1103515245u + 12345u;
+    PetscCheck(fputc((int)((state >> 16) & 0xff), fp) != EOF, PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s",
+               path);
+  }
+  PetscCheck(!fclose(fp), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s", path);
+  PetscFunctionReturn(0);
+}
+
+/* A filter that leaves the bytes as they are, registered under an id no HDF5 knows. */
+#define UNKNOWN_FILTER_ID 32123
+
+static size_t IdentityFilter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[], size_t nbytes,
+                             size_t *buf_size, void **buf)
+{
+  (void)flags, (void)cd_nelmts, (void)cd_values, (void)buf_size, (void)buf;
+  return nbytes;
+}
+
+/* Replaces the float64 dataset name of the data file path by a chunked one of the same shape and
+   values, passed through filter: H5Z_FILTER_DEFLATE with its one chunk then overwritten by
+   garbage, or UNKNOWN_FILTER_ID, registered only while the file is written. */
+static PetscErrorCode ReplaceWithFiltered(const char path[], const char name[], H5Z_filter_t filter)
+{
+  const H5Z_class2_t identity  = {H5Z_CLASS_T_VERS, UNKNOWN_FILTER_ID, 1, 1, "identity", NULL, NULL, IdentityFilter};
+  const hsize_t      origin[2] = {0, 0};
+  hsize_t            dims[2];
+  double             values[64];
+  unsigned char      garbage[32];
+  hid_t              file, dset, space, dcpl;
+  int                ndims;
+
+  PetscFunctionBeginUser;
+  if (filter == UNKNOWN_FILTER_ID) TestCallH5(H5Zregister(&identity));
+  TestCallH5(file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT));
+  TestCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT));
+  TestCallH5(space = H5Dget_space(dset));
+  TestCallH5(ndims = H5Sget_simple_extent_dims(space, dims, NULL));
+  PetscCheck(H5Sget_simple_extent_npoints(space) <= 64, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ, "%s too large", name);
+  TestCallH5(H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values));
+  TestCallH5(H5Dclose(dset));
+  TestCallH5(H5Ldelete(file, name, H5P_DEFAULT));
+
+  /* One chunk holding the whole dataset */
+  TestCallH5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
+  TestCallH5(H5Pset_chunk(dcpl, ndims, dims));
+  if (filter == H5Z_FILTER_DEFLATE)
+    TestCallH5(H5Pset_deflate(dcpl, 6));
+  else
+    TestCallH5(H5Pset_filter(dcpl, filter, H5Z_FLAG_MANDATORY, 0, NULL));
+  TestCallH5(dset = H5Dcreate2(file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+  TestCallH5(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values));
+  if (filter == H5Z_FILTER_DEFLATE) {
+    for (size_t i = 0; i < sizeof(garbage); i++) garbage[i] = (unsigned char)(37 * i + 11);
+    TestCallH5(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, origin, sizeof(garbage), garbage));
+  }
+  TestCallH5(H5Dclose(dset));
+  TestCallH5(H5Pclose(dcpl));
+  TestCallH5(H5Sclose(space));
+  TestCallH5(H5Fclose(file));
+  if (filter == UNKNOWN_FILTER_ID) TestCallH5(H5Zunregister(UNKNOWN_FILTER_ID));
   PetscFunctionReturn(0);
 }
 
@@ -455,6 +568,85 @@ static PetscErrorCode TestDataErrors(MPI_Comm comm, const char scratch[], PetscM
   PetscFunctionReturn(0);
 }
 
+/* A data file HDF5 fails on (damaged metadata, a damaged compressed chunk, a filter this HDF5
+   does not have) is a user input error naming the file and, once known, the dataset; HDF5's own
+   error printing is back as it was afterwards. */
+static PetscErrorCode TestDataDamaged(MPI_Comm comm, const char scratch[], PetscMPIInt rank)
+{
+  char        path[PATH_LEN], expected[2 * PATH_LEN];
+  H5E_auto2_t func_before = NULL, func_after = NULL;
+  void       *data_before = NULL, *data_after = NULL;
+  VarproData  data;
+
+  PetscFunctionBeginUser;
+  TestCallH5(H5Eget_auto2(H5E_DEFAULT, &func_before, &data_before));
+
+  /* Garbage over the metadata: where HDF5 first stumbles depends on its file layout */
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/damaged-metadata.h5", scratch));
+  if (rank == 0) {
+    PetscCall(WriteSmallDataFile(path, 2, 4, 0, PETSC_TRUE));
+    PetscCall(OverwriteBytes(path, 800, 1400));
+  }
+  PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: ", path));
+  PetscCall(CheckInputErrorLike(comm, VarproDataRead(comm, path, &data), expected, " (damaged or unsupported file)",
+                                "data error: metadata overwritten with garbage"));
+  PetscCall(VarproDataDestroy(&data));
+
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/damaged-chunk.h5", scratch));
+  if (rank == 0) {
+    PetscCall(WriteSmallDataFile(path, 2, 4, 0, PETSC_TRUE));
+    PetscCall(ReplaceWithFiltered(path, "targets", H5Z_FILTER_DEFLATE));
+  }
+  PetscCall(
+    PetscSNPrintf(expected, sizeof(expected), "%s: cannot read dataset 'targets' (damaged or unsupported file)", path));
+  PetscCall(ExpectDataError(comm, path, expected, "data error: gzip chunk overwritten with garbage"));
+
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/unknown-filter.h5", scratch));
+  if (rank == 0) {
+    PetscCall(WriteSmallDataFile(path, 2, 4, 0, PETSC_TRUE));
+    PetscCall(ReplaceWithFiltered(path, "teacher_features", UNKNOWN_FILTER_ID));
+  }
+  PetscCall(PetscSNPrintf(expected, sizeof(expected),
+                          "%s: cannot read dataset 'teacher_features' (damaged or unsupported file)", path));
+  PetscCall(ExpectDataError(comm, path, expected, "data error: dataset with an unknown filter"));
+
+  TestCallH5(H5Eget_auto2(H5E_DEFAULT, &func_after, &data_after));
+  PetscCall(Check(comm, (PetscBool)(func_after == func_before && data_after == data_before),
+                  "data error: HDF5 error printing restored"));
+  PetscFunctionReturn(0);
+}
+
+/* NaN or Inf anywhere is a user input error naming file, dataset and row (counted from 0). */
+static PetscErrorCode TestDataNonFinite(MPI_Comm comm, const char scratch[], PetscMPIInt rank)
+{
+  const struct {
+    const char *dataset;
+    hsize_t     row, col;
+    double      value;
+    const char *label;
+  } cases[] = {
+    {"inputs", 3, 1, INFINITY, "Inf"},
+    {"targets", 2, 0, -INFINITY, "-Inf"},
+    {"teacher_features", 1, 0, NAN, "NaN"},
+    {"student_features_init", 0, 1, NAN, "NaN"},
+  };
+  char path[PATH_LEN], expected[2 * PATH_LEN], what[128];
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    PetscCall(PetscSNPrintf(path, sizeof(path), "%s/nonfinite-%s.h5", scratch, cases[i].dataset));
+    if (rank == 0) {
+      PetscCall(WriteSmallDataFile(path, 2, 4, 0, PETSC_TRUE));
+      PetscCall(PoisonDataset(path, cases[i].dataset, cases[i].row, cases[i].col, cases[i].value));
+    }
+    PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s: dataset '%s' holds a non-finite value at row %d", path,
+                            cases[i].dataset, (int)cases[i].row));
+    PetscCall(PetscSNPrintf(what, sizeof(what), "data error: %s in %s", cases[i].label, cases[i].dataset));
+    PetscCall(ExpectDataError(comm, path, expected, what));
+  }
+  PetscFunctionReturn(0);
+}
+
 /* A nested new directory is created; a path under a regular file is refused. */
 static PetscErrorCode TestOutputDir(MPI_Comm comm, const char scratch[], PetscMPIInt rank)
 {
@@ -685,6 +877,88 @@ static PetscErrorCode TestResultExists(MPI_Comm comm, const char dir[], PetscMPI
   PetscFunctionReturn(0);
 }
 
+/* Rank 0: a file under the result name of cfg in dir holding only a configuration attribute and,
+   when complete >= 0, the int64 attribute complete. The configuration is cfg's text, as a scalar
+   (shape 0) or a 1-element array (shape 1), or one of two arrays a crashing reader would overrun:
+   500 fixed-length strings of 50 bytes (shape 500), 2000 variable-length ones (shape 2000). */
+static PetscErrorCode WriteResultFile(const char dir[], const VarproConfig *cfg, hsize_t shape, PetscInt64 complete)
+{
+  char        fixed[500][50];
+  char        text[8192];
+  const char *vlen[2000];
+  char        path[PATH_LEN];
+  hid_t       file, space, strtype, attr;
+
+  PetscFunctionBeginUser;
+  PetscCall(VarproResultPath(dir, cfg, path, sizeof(path)));
+  PetscCall(VarproConfigFormat(cfg, text, sizeof(text)));
+  for (size_t i = 0; i < 2000; i++) vlen[i] = text;
+  memset(fixed, 'x', sizeof(fixed));
+  TestCallH5(file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  TestCallH5(strtype = H5Tcopy(H5T_C_S1));
+  TestCallH5(H5Tset_size(strtype, shape == 500 ? 50 : H5T_VARIABLE));
+  if (shape)
+    TestCallH5(space = H5Screate_simple(1, &shape, NULL));
+  else
+    TestCallH5(space = H5Screate(H5S_SCALAR));
+  TestCallH5(attr = H5Acreate2(file, "configuration", strtype, space, H5P_DEFAULT, H5P_DEFAULT));
+  TestCallH5(H5Awrite(attr, strtype, shape == 500 ? (const void *)fixed : (const void *)vlen));
+  TestCallH5(H5Aclose(attr));
+  TestCallH5(H5Sclose(space));
+  TestCallH5(H5Tclose(strtype));
+  if (complete >= 0) {
+    TestCallH5(space = H5Screate(H5S_SCALAR));
+    TestCallH5(attr = H5Acreate2(file, "complete", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT));
+    TestCallH5(H5Awrite(attr, H5T_NATIVE_INT64, &complete));
+    TestCallH5(H5Aclose(attr));
+    TestCallH5(H5Sclose(space));
+  }
+  TestCallH5(H5Fclose(file));
+  PetscFunctionReturn(0);
+}
+
+/* Result files that are no complete result of their configuration: an array where one string
+   belongs is unreadable (and read safely), a missing or zero 'complete' is incomplete. */
+static PetscErrorCode TestResultExistsDamaged(MPI_Comm comm, const char dir[], PetscMPIInt rank)
+{
+  const struct {
+    const char *name;
+    hsize_t     shape;
+    PetscInt64  complete;
+    const char *problem; /* NULL: a complete result */
+    const char *what;
+  } cases[] = {
+    {"config_fixed_array", 500, 1, "unreadable result file %s ('configuration' attribute holds 500 values, not one)",
+     "exists: 500 fixed-length configurations refused"},
+    {"config_vlen_array", 2000, 1, "unreadable result file %s ('configuration' attribute holds 2000 values, not one)",
+     "exists: 2000 variable-length configurations refused"},
+    {"no_complete", 0, -1, "%s: incomplete result file", "exists: result without 'complete' refused"},
+    {"complete_zero", 0, 0, "%s: incomplete result file", "exists: result with complete = 0 refused"},
+    {"config_one_element", 1, 1, NULL, "exists: 1-element configuration of a complete result found"},
+  };
+  VarproConfig   cfg;
+  PetscBool      exists;
+  char           path[PATH_LEN], problem[2 * PATH_LEN], expected[2 * PATH_LEN];
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    ConfigFill(&cfg, cases[i].name);
+    if (rank == 0) PetscCall(WriteResultFile(dir, &cfg, cases[i].shape, cases[i].complete));
+    exists = PETSC_FALSE;
+    ierr   = VarproResultExists(comm, dir, &cfg, &exists); /* expected to fail, unless complete */
+    if (!cases[i].problem) {
+      PetscCall(Check(comm, (PetscBool)(!ierr && exists), cases[i].what));
+      continue;
+    }
+    PetscCall(VarproResultPath(dir, &cfg, path, sizeof(path)));
+    PetscCall(PetscSNPrintf(problem, sizeof(problem), cases[i].problem, path));
+    PetscCall(PetscSNPrintf(expected, sizeof(expected), "%s; remove it or use --force", problem));
+    PetscCall(CheckInputError(comm, ierr, expected, cases[i].what));
+  }
+  PetscFunctionReturn(0);
+}
+
 int main(int argc, char **argv)
 {
   MPI_Comm    comm;
@@ -703,6 +977,8 @@ int main(int argc, char **argv)
   PetscCall(TestDataFixture(comm, argv[1]));
   PetscCall(TestDataInteger(comm, argv[2], rank));
   PetscCall(TestDataErrors(comm, argv[2], rank));
+  PetscCall(TestDataDamaged(comm, argv[2], rank));
+  PetscCall(TestDataNonFinite(comm, argv[2], rank));
   PetscCall(TestOutputDir(comm, argv[2], rank));
 
   /* Result files in a fresh directory */
@@ -713,6 +989,7 @@ int main(int argc, char **argv)
   PetscCall(TestResultFlushTime(comm, results, rank));
   PetscCall(TestResultUnfinished(comm, results, rank));
   PetscCall(TestResultExists(comm, results, rank));
+  PetscCall(TestResultExistsDamaged(comm, results, rank));
 
   PetscCall(PetscPrintf(comm, "%d check(s) failed\n", failures));
   PetscCall(PetscPopErrorHandler());

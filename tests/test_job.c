@@ -162,7 +162,7 @@ static PetscErrorCode TestGood(Tester *t)
 /* ---- bad files -------------------------------------------------------------------------- */
 
 /* Loads path, which must fail with PETSC_ERR_USER_INPUT, leave the job empty, and give a message
-   starting "<path>:<line>:<column>: " (just "<path>: " when line is 0) and containing text. */
+   starting "<path>:<line>:<column>: " (just "<path>: " when line is 0) followed by text. */
 static PetscErrorCode ExpectBad(Tester *t, const char path[], const char label[], int line, int column,
                                 const char text[])
 {
@@ -180,12 +180,12 @@ static PetscErrorCode ExpectBad(Tester *t, const char path[], const char label[]
   PetscCall(PetscPushErrorHandler(CaptureError, NULL));
   ierr = VarproJobLoad(t->comm, path, &job);
   PetscCall(PetscPopErrorHandler());
-  ok = (ierr == PETSC_ERR_USER_INPUT && !strncmp(captured, prefix, strlen(prefix)) && strstr(captured, text) &&
-        !job.configs && !job.nconfigs)
+  ok = (ierr == PETSC_ERR_USER_INPUT && !strncmp(captured, prefix, strlen(prefix)) &&
+        !strncmp(captured + strlen(prefix), text, strlen(text)) && !job.configs && !job.nconfigs)
          ? PETSC_TRUE
          : PETSC_FALSE;
   if (!ok)
-    fprintf(stderr, "[rank %d] error %d, message: %s\n  expected: %s...%s\n", t->rank, (int)ierr, captured, prefix,
+    fprintf(stderr, "[rank %d] error %d, message: %s\n  expected: %s%s...\n", t->rank, (int)ierr, captured, prefix,
             text);
   (void)snprintf(what, sizeof(what), "%s: %s", label, text);
   PetscCall(Check(t, ok, what));
@@ -248,7 +248,29 @@ static const BadFixture bad[] = {
   {"data-scalar.yaml", 3, 11, "data: expected a mapping {file: PATH}, got a scalar"},
   {"data-unknown-key.yaml", 3, 12, "data.path: unknown key; allowed keys are file"},
   {"data-no-file.yaml", 3, 11, "data.file: required key is missing"},
+  {"output-null.yaml", 1, 9, "output: expected a string, got null"},
+  {"output-no-value.yaml", 1, 8, "output: expected a string, got null"},
+  {"name-null.yaml", 4, 11, "name: expected a string, got null"},
+  {"data-file-null.yaml", 3, 18, "data.file: expected a string, got null"},
+  {"complex-key.yaml", 2, 3, "keys must be scalars, got a sequence"},
 };
+
+/* Quoted, "~" and "null" are strings: null-quoted.yaml loads with them as output, name and file. */
+static PetscErrorCode TestQuotedNull(Tester *t)
+{
+  VarproJob job;
+  char      path[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/null-quoted.yaml", t->dir));
+  PetscCall(VarproJobLoad(t->comm, path, &job));
+  PetscCall(Check(t,
+                  job.nconfigs == 1 && !strcmp(job.output_dir, "~") && !strcmp(job.configs[0].name, "null") &&
+                    !strcmp(job.configs[0].data_file, "NULL"),
+                  "null-quoted.yaml: quoted \"~\", 'null' and \"NULL\" are strings"));
+  PetscCall(VarproJobDestroy(&job));
+  PetscFunctionReturn(0);
+}
 
 /* Every fixture of bad[], and a file that does not exist. */
 static PetscErrorCode TestBadFixtures(Tester *t)
@@ -320,6 +342,10 @@ static PetscErrorCode TestBadGenerated(Tester *t)
                                "student_width: expected a single value, got a mapping"));
   PetscCall(ExpectBadGenerated(t, "output of 1024 characters", "output: ", "o", VARPRO_PATH_MAX,
                                "\nruns: [{student_width: 1}]\n", 1, 9, "output: longer than 1023 characters"));
+  PetscCall(ExpectBadGenerated(t, "output: NULL", "output: NULL", "", 0, "\nruns: [{student_width: 1}]\n", 1, 9,
+                               "output: expected a string, got null"));
+  PetscCall(ExpectBadGenerated(t, "name: Null", "output: out\nruns:\n  - student_width: 1\n    name: Null", "", 0, "\n",
+                               4, 11, "name: expected a string, got null"));
   PetscCall(ExpectBadGenerated(t, "name of 160 characters", "output: out\nruns:\n  - student_width: 1\n    name: ", "n",
                                VARPRO_NAME_MAX, "\n", 4, 11, "name: longer than 159 characters"));
 
@@ -344,6 +370,7 @@ int main(int argc, char **argv)
   t.dir = argv[1];
 
   PetscCall(TestGood(&t));
+  PetscCall(TestQuotedNull(&t));
   PetscCall(TestBadFixtures(&t));
   PetscCall(TestBadGenerated(&t));
 

@@ -54,7 +54,7 @@ runs:
         stages = {s: float(res.attrs[f"stage_time/{s}"]) for s in STAGES}
         solves = args.epochs + 1
         its = float(res.attrs["inner_iterations"]) / solves
-        assemblies = int(res.attrs["factor_refreshes"])
+        assemblies = int(res.attrs["kernel_assemblies"])
     return float(np.median(step_time)), stages, its, assemblies
 
 

@@ -1,0 +1,27 @@
+/* The inner (projection) problem of a VarPro step; see inner.c. */
+#pragma once
+
+#include "varpro_impl.h"
+
+typedef struct _p_VarproInner *VarproInner;
+
+/* Sets up the kernel matrix, its vectors and the KSP "inner_" (reading its options) for a rank
+   owning nlocal of N data points. F (nlocal x M, column-major) and targets (nlocal) stay the
+   caller's: every call reads their current values. name is the run's, for messages.
+   Collective. */
+PetscErrorCode VarproInnerCreate(MPI_Comm comm, const char name[], PetscInt M, PetscInt N, PetscInt nlocal,
+                                 PetscReal lambda, PetscReal u_prior, const PetscReal F[], const PetscReal targets[],
+                                 VarproInner *inner);
+
+/* Builds what the solve at this step needs from the current F: the kernel matrix and right-hand
+   side, or (matrix-free) the right-hand side and, when stale, a new factor. Collective. */
+PetscErrorCode VarproInnerAssemble(VarproInner inner, PetscInt step);
+
+/* Solves for the outer weights, warm-started from the previous ones when the KSP iterates, and
+   returns them whole on every rank (outer: M). NaN or Inf raises PETSC_ERR_FP naming the step.
+   Collective. */
+PetscErrorCode VarproInnerSolve(VarproInner inner, PetscInt step, PetscReal outer[]);
+
+/* The kernel matrix type, Krylov iterations and kernel-matrix assemblies so far. */
+PetscErrorCode VarproInnerGetInfo(VarproInner inner, const char **type, PetscInt64 *iterations, PetscInt64 *assemblies);
+PetscErrorCode VarproInnerDestroy(VarproInner *inner);
