@@ -34,8 +34,10 @@ static const char usage[] =
   "  -inner_ksp_type, -inner_pc_type, -inner_ksp_rtol, ...   the inner ridge solver\n"
   "  -inner_ksp_monitor, -log_view      what the solver does and where time goes\n"
   "\n"
-  "Exit status: 0 success, 2 bad input (nothing trained), 3 training produced NaN/Inf,\n"
-  "1 any other failure.\n";
+  "  -varpro_result_flush_seconds S     write buffered histories at least every S s (default 10)\n"
+  "\n"
+  "Exit status: 0 success, 2 bad input (nothing trained), 3 training produced NaN/Inf or the\n"
+  "inner solve failed, 1 any other failure.\n";
 
 typedef struct {
   const char *job_path;
@@ -204,6 +206,21 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
   PetscFunctionReturn(0);
 }
 
+/* The project's own PETSc option is checked before anything is trained. */
+static PetscErrorCode CheckKernelMatType(void)
+{
+  static const char *const types[]  = {"scalapack", "dense", "matfree"};
+  char                     type[64] = "";
+  PetscBool                set, known = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetString(NULL, NULL, "-inner_kernel_mat_type", type, sizeof(type), &set));
+  for (int k = 0; k < 3; k++) known = (PetscBool)(known || !strcmp(type, types[k]));
+  PetscCheck(!set || known, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
+             "option -inner_kernel_mat_type: '%s' is not one of scalapack, dense, matfree", type);
+  PetscFunctionReturn(0);
+}
+
 /* A PETSc option nothing asked for is most likely misspelt: say so. */
 static PetscErrorCode WarnUnusedOptions(void)
 {
@@ -234,6 +251,7 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   }
 
   /* Job file, output directory */
+  PetscCall(CheckKernelMatType());
   PetscCall(VarproJobLoad(PETSC_COMM_WORLD, opts->job_path, &job));
   if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
   PetscCall(VarproOutputDirCheck(PETSC_COMM_WORLD, job.output_dir));

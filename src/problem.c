@@ -1,5 +1,5 @@
 /*
- * Teacher, data and initialisation (SPEC: "Teacher, data and initialisation").
+ * Teacher, data and initialisation of the paper's RBF experiments (arXiv:2504.18208, App. B).
  *
  * Random numbers come from Philox4x64-10 (Random123), keyed by (seed, stream) and counted by
  * the global index of the item drawn, so every rank count draws the same values.

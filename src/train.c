@@ -140,9 +140,9 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
   /* phi'(r) d / r = -2 F_ij d / r: sum this rank's points for each feature */
   PetscCall(PetscLogEventBegin(EVENT_GRADIENT, 0, 0, 0, 0));
   VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->features, tr->F, tr->residual, tr->reduce);
+  PetscCall(PetscLogFlops(20.0 * n * M));
   PetscCall(PetscLogEventEnd(EVENT_GRADIENT, 0, 0, 0, 0));
   tr->reduce[2 * M] = sq;
-  PetscCall(PetscLogFlops(20.0 * n * M));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tr->reduce, (PetscMPIInt)(2 * M + 1), MPIU_REAL, MPIU_SUM, tr->comm));
 
   /* Scale by u_j and the constants; the risk adds the ridge penalty */
@@ -402,13 +402,14 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunS
     PetscCall(TrainerProject(tr, step));
     PetscCall(TrainerRecord(tr, res, step, (PetscBool)(step == epochs), mmd_due, &mmd));
     if (mmd_due) next_mmd++;
-    if (step == epochs) break;
 
-    /* Reduced risk, feature gradient and the step */
+    /* Reduced risk and feature gradient; the step, except after the last one, where the risk
+       is that of the final features, beside their MMD */
     PetscCall(StageBegin(tr, STAGE_GRADIENT, &t0));
     PetscCall(TrainerRiskAndGradient(tr, step, &risk, gradient));
-    TrainerUpdateFeatures(tr, gradient);
+    if (step < epochs) TrainerUpdateFeatures(tr, gradient);
     PetscCall(StageEnd(tr, STAGE_GRADIENT, t0));
+    if (step == epochs) break;
     step_time[step] = MPI_Wtime() - t1;
     PetscCall(VarproResultAppendLoss(res, step, risk, step_time[step]));
     PetscCall(TrainerProgress(tr, step, risk, start, &last_print));

@@ -221,6 +221,10 @@ def bad_case(case, tmp):
     elif case == "diverging":
         write(job, head + "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 5, time_scale: 1.0e+308}\n")
         pattern = r"step \d+: .*(outer weight|reduced risk|gradient).* (nan|inf|-nan|-inf)"
+    elif case == "unknown-solver":
+        write(job, head + GOOD_RUN)
+        args = ["-inner_kernel_mat_type", "bogus"]
+        pattern = r"-inner_kernel_mat_type: 'bogus'"
     elif case == "bad-second-run":
         write(job, head + GOOD_RUN + f"  - {{name: second, data: {{file: {tmp}/nothere.h5}}}}\n")
         pattern = r"nothere\.h5"
@@ -239,7 +243,7 @@ def bad_case(case, tmp):
 def bad(case):
     with tempfile.TemporaryDirectory() as tmp:
         job, args, np_, pattern = bad_case(case, tmp)
-        proc = run(np_, args + [job], timeout=120)
+        proc = run(np_, [job] + args, timeout=120)
         print(proc.stdout[-1500:], proc.stderr[-1500:])
         status = 3 if case == "diverging" else 2
         check(proc.returncode == status, f"{case}: exit status {status} (got {proc.returncode})")

@@ -56,7 +56,7 @@ EXPECTED_FAMILIES = {
     "unbiased-M32-lambda0.1-gamma100-seed0": "strength",
     "unbiased-M32-lambda0.001-gamma-1-seed0": "shape",
 }
-# SPEC.md reference values (MMD, reduced risk) that apply to these runs
+# The paper's reference values (MMD, reduced risk) that apply to these runs
 EXPECTED_PAPER = {
     "biased-M32-lambda0.001-gamma100-seed0": (0.088, 0.57),
     "unbiased-M32-lambda0.001-gamma100-seed0": (0.10, 0.09),

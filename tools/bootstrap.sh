@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine for varpro-rbf, builds it, then runs the demo job or the tests.
 #
-#   tools/bootstrap.sh demo   install what is missing, build, run configs/demo.yaml on 2 ranks
-#   tools/bootstrap.sh test   install what is missing, build, run the whole test suite
+#   tools/bootstrap.sh demo [options]   install what is missing, build, run configs/demo.yaml on
+#                                       2 ranks (options go to varpro-rbf, e.g. --force)
+#   tools/bootstrap.sh test             install what is missing, build, run the whole test suite
 #
 # Safe to run again: it installs only missing packages and rebuilds only what changed.
 set -euo pipefail
 
 mode=${1:-demo}
+if [ $# -gt 0 ]; then shift; fi
+case "$mode" in
+  demo | test) ;;
+  *)
+    echo "usage: $0 demo [varpro-rbf options] | test" >&2
+    exit 2
+    ;;
+esac
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${VARPRO_BUILD_DIR:-$top/build}
 
@@ -39,25 +48,21 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 export OPENBLAS_NUM_THREADS=1
 
-# Build
+# Build, tuned for this machine's CPU
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "$top"
+  meson setup "$build" "$top" -Dnative=true
 fi
 meson compile -C "$build"
 
 case "$mode" in
   demo)
     cd "$top"
-    mpirun -n 2 "$build/varpro-rbf" configs/demo.yaml
+    mpirun -n 2 "$build/varpro-rbf" configs/demo.yaml "$@"
     ;;
   test)
     status=0
     meson test -C "$build" --print-errorlogs --num-processes 2 || status=$?
     /usr/bin/python3 "$top/tools/testcount.py" "$build/meson-logs/testlog.json"
     exit $status
-    ;;
-  *)
-    echo "usage: $0 demo|test" >&2
-    exit 2
     ;;
 esac

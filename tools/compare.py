@@ -40,10 +40,10 @@ import varpro_results as vr  # noqa: E402
 
 PROG = "compare.py"
 
-# The paper's reference values, from /work/shared/SPEC.md, section "Reference values at
-# step 32000, read off the authors' published figures" (to be read as +-30%). All the
-# paper's runs use seed 0, 32000 steps, N = T = 4096 (T = 2 for the two Diracs) and
-# tau = 2^-10 (section "The paper's runs"). gamma = -1 stands for the two Diracs.
+# The paper's reference values at step 32000, read off the published figures of
+# arXiv:2504.18208, Appendix B (implementations differ in their seeds, so read them as
+# +-30%). All the paper's runs use seed 0, 32000 steps, N = T = 4096 (T = 2 for the two
+# Diracs) and tau = 2^-10. gamma = -1 stands for the two Diracs.
 # Rows: (family, regularization, M, lambda, gamma, MMD, reduced risk or None)
 REFERENCE = [
     ("width", "biased", 32, 1e-3, 100, 0.088, 0.57),
@@ -288,7 +288,7 @@ def main(argv=None):
         print(f"{PROG}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"Final values beside the paper's at step {PAPER_STEPS} "
-          f"(SPEC.md, read as +-30%); ratio = run / paper")
+          f"(read off the figures of arXiv:2504.18208, App. B; read as +-30%); ratio = run / paper")
     print()
     print_table(rows)
     counts = run_checks(runs)
