@@ -8,9 +8,12 @@
 #include "train.h"
 #include "version.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char usage[] =
   "Usage: mpirun -n P varpro-rbf [options] JOB.yaml [PETSc options]\n"
@@ -19,6 +22,9 @@ static const char usage[] =
   "configuration of the job file, and writes <output>/<name>.h5 for each.\n"
   "\n"
   "Options:\n"
+  "  --list              list the job's configurations with their status and cost; train nothing\n"
+  "  --task I            train configuration I only (default: $SLURM_ARRAY_TASK_ID when set,\n"
+  "                      else every configuration in turn)\n"
   "  --force             redo configurations whose complete result already exists\n"
   "  --output DIR        write results to DIR instead of the job file's 'output'\n"
   "  --progress SECONDS  least time between progress lines (default 10)\n"
@@ -42,15 +48,30 @@ static const char usage[] =
 typedef struct {
   const char *job_path;
   const char *output_dir; /* NULL: the job file's */
-  PetscBool   force, help, version;
+  PetscBool   force, help, version, list;
   PetscReal   progress;
+  long long   task;                  /* configuration to train, -1 for all */
   char        error[VARPRO_MSG_MAX]; /* a bad command line, reported once MPI is up */
 } Options;
 
 /* Whether argument a of argv is one of ours taking a separate value. */
 static int TakesValue(const char *a)
 {
-  return !strcmp(a, "--output") || !strcmp(a, "--progress");
+  return !strcmp(a, "--output") || !strcmp(a, "--progress") || !strcmp(a, "--task");
+}
+
+/* A configuration index from the command line or the environment. */
+static void ParseTask(const char what[], const char *text, Options *opts)
+{
+  char *end;
+
+  errno      = 0;
+  opts->task = strtoll(text, &end, 10);
+  if (end == text || *end || errno || opts->task < 0) {
+    opts->task = -1;
+    if (!opts->error[0])
+      snprintf(opts->error, sizeof(opts->error), "%s: '%s' is not a configuration index", what, text);
+  }
 }
 
 /* Splits argv: our "--" options (parsed with getopt_long) and the job file go to opts, the
@@ -60,12 +81,14 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
   static const struct option longopts[] = {
     {"force", no_argument, NULL, 'f'},          {"output", required_argument, NULL, 'o'},
     {"progress", required_argument, NULL, 'p'}, {"version", no_argument, NULL, 'V'},
-    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    {"help", no_argument, NULL, 'h'},           {"list", no_argument, NULL, 'l'},
+    {"task", required_argument, NULL, 't'},     {NULL, 0, NULL, 0}};
   char     *ours[256];
   int       nours = 1, c, seen_petsc = 0;
   PetscBool job_done = PETSC_FALSE;
 
   opts->progress = 10.0;
+  opts->task     = -1;
   ours[0] = pargv[0] = argv[0];
   *pargc             = 1;
   for (int i = 1; i < argc; i++) {
@@ -98,6 +121,8 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
     case 'o': opts->output_dir = optarg; break;
     case 'V': opts->version = PETSC_TRUE; break;
     case 'h': opts->help = PETSC_TRUE; break;
+    case 'l': opts->list = PETSC_TRUE; break;
+    case 't': ParseTask("option --task", optarg, opts); break;
     case 'p':
       opts->progress = strtod(optarg, &end);
       if (*end || !(opts->progress >= 0))
@@ -108,6 +133,8 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
         snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
     }
   }
+  if (opts->task < 0 && getenv("SLURM_ARRAY_TASK_ID"))
+    ParseTask("SLURM_ARRAY_TASK_ID", getenv("SLURM_ARRAY_TASK_ID"), opts);
   if (!opts->error[0] && opts->output_dir && strlen(opts->output_dir) >= VARPRO_PATH_MAX)
     snprintf(opts->error, sizeof(opts->error), "option --output: the path is longer than %d characters",
              VARPRO_PATH_MAX - 1);
@@ -206,6 +233,35 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
   PetscFunctionReturn(0);
 }
 
+/* One line per configuration: index, name, whether its result is complete, partial (a run was
+   cut short) or still to do, and the cost of the direct path, N M (M + 50) flops a step. */
+static PetscErrorCode PrintList(const VarproJob *job)
+{
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(PETSC_COMM_WORLD, &rank));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%5s  %-44s  %-7s  %12s\n", "index", "name", "status", "cost [GFlop]"));
+  for (PetscInt c = 0; c < job->nconfigs && rank == 0; c++) {
+    const VarproConfig *cfg = &job->configs[c];
+    char                path[VARPRO_PATH_MAX + 16], cost[32] = "?";
+    const char         *status = "to do";
+    struct stat         st;
+
+    PetscCall(VarproResultPath(job->output_dir, cfg, path, VARPRO_PATH_MAX));
+    if (!stat(path, &st))
+      status = "done";
+    else if (!stat(strcat(path, ".partial"), &st))
+      status = "partial";
+    if (cfg->N > 0 && cfg->student_width > 0)
+      snprintf(cost, sizeof(cost), "%.3g",
+               (double)cfg->epochs * cfg->N * cfg->student_width * (cfg->student_width + 50.0) / 1e9);
+    PetscCall(
+      PetscPrintf(PETSC_COMM_SELF, "%5" PetscInt_FMT "  %-44s  %-7s  %12s\n", cfg->index, cfg->name, status, cost));
+  }
+  PetscFunctionReturn(0);
+}
+
 /* The project's own PETSc option is checked before anything is trained. */
 static PetscErrorCode CheckKernelMatType(void)
 {
@@ -240,6 +296,7 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
 {
   VarproJob         job;
   VarproRunSummary *summaries;
+  PetscInt          first = 0, last;
   char              info[4096];
 
   PetscFunctionBeginUser;
@@ -254,6 +311,18 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   PetscCall(CheckKernelMatType());
   PetscCall(VarproJobLoad(PETSC_COMM_WORLD, opts->job_path, &job));
   if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
+  PetscCheck(opts->task < job.nconfigs, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
+             "configuration %lld requested, but %s expands to %" PetscInt_FMT " (0 to %" PetscInt_FMT ")", opts->task,
+             job.path, job.nconfigs, job.nconfigs - 1);
+  if (opts->list) {
+    PetscCall(PrintList(&job));
+    PetscCall(VarproJobDestroy(&job));
+    PetscFunctionReturn(0);
+  }
+  if (opts->task >= 0)
+    first = last = (PetscInt)opts->task;
+  else
+    last = job.nconfigs - 1;
   PetscCall(VarproOutputDirCheck(PETSC_COMM_WORLD, job.output_dir));
   PetscCall(RunInfo(argc, argv, info, sizeof(info)));
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n",
@@ -261,13 +330,13 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
 
   /* Every configuration is checked before any is trained, then each runs in turn with all ranks */
   PetscCall(PetscCalloc1(job.nconfigs, &summaries));
-  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(CheckConfig(&job, &job.configs[c], opts, &summaries[c]));
-  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(RunConfig(&job, &job.configs[c], opts, info, &summaries[c]));
+  for (PetscInt c = first; c <= last; c++) PetscCall(CheckConfig(&job, &job.configs[c], opts, &summaries[c]));
+  for (PetscInt c = first; c <= last; c++) PetscCall(RunConfig(&job, &job.configs[c], opts, info, &summaries[c]));
 
   /* Closing table */
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "\n%-44s  %8s  %14s  %12s  %10s  %10s\n", "configuration", "steps",
                         "reduced risk", "MMD", "wall [s]", "ms/step"));
-  for (PetscInt c = 0; c < job.nconfigs; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
+  for (PetscInt c = first; c <= last; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
   PetscCall(PetscFree(summaries));
   PetscCall(VarproJobDestroy(&job));
   PetscCall(WarnUnusedOptions());

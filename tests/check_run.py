@@ -4,6 +4,7 @@
   check_run.py fixture FIXTURE.h5 NP   replay a cross-check fixture through data.file
   check_run.py ranks [P]               the same seeded job at 1 and P ranks (default 2)
   check_run.py paths NP                the matrix-free inner solve against the direct one
+  check_run.py tasks                   --list and one configuration per --task or SLURM_ARRAY_TASK_ID
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
 The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
@@ -164,6 +165,35 @@ runs:
                 check(0 < refreshes < 300, f"{name}: matrix-free path refactored {refreshes} times, not every step")
 
 
+# ---- listing and single tasks ----------------------------------------------------------------
+
+def tasks():
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "grid.yaml")
+        write(job, f"""output: {tmp}/out
+defaults: {{N: 32, teacher_width: 8, epochs: 4, mmd_points: 2}}
+runs:
+  - regularization: [biased, unbiased]
+    student_width: [4, 6]
+""")
+        names = ["biased-M4-lambda0.001-gamma100-seed0", "biased-M6-lambda0.001-gamma100-seed0",
+                 "unbiased-M4-lambda0.001-gamma100-seed0", "unbiased-M6-lambda0.001-gamma100-seed0"]
+        proc = run(2, [job, "--task", "1"])
+        check(proc.returncode == 0 and sorted(os.listdir(f"{tmp}/out")) == [names[1] + ".h5"],
+              "--task 1 trains configuration 1 only")
+        env = dict(os.environ, SLURM_ARRAY_TASK_ID="3")
+        proc = subprocess.run([MPIRUN, "--oversubscribe", "-n", "1", EXE, job], env=env, capture_output=True, text=True)
+        check(proc.returncode == 0 and os.path.exists(f"{tmp}/out/{names[3]}.h5"), "SLURM_ARRAY_TASK_ID=3 trains configuration 3")
+        write(f"{tmp}/out/{names[2]}.h5.partial", "cut short\n")
+        proc = run(2, [job, "--list"])
+        rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+        check(proc.returncode == 0 and [r[:3] for r in rows] == [["0", names[0], "to"], ["1", names[1], "done"],
+                                                                  ["2", names[2], "partial"], ["3", names[3], "done"]],
+              f"--list shows indices, names and status in grid order: {rows}")
+        proc = run(1, [job, "--task", "4"])
+        check(proc.returncode == 2 and "configuration 4 requested" in proc.stderr, "--task 4 of 4 is bad input")
+
+
 # ---- bad input -----------------------------------------------------------------------------
 
 GOOD_RUN = "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 3}\n"
@@ -264,6 +294,8 @@ def main():
         ranks(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     elif what == "paths":
         paths(int(sys.argv[2]))
+    elif what == "tasks":
+        tasks()
     elif what == "bad":
         bad(sys.argv[2])
     else:
