@@ -125,7 +125,7 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
     case 't': ParseTask("option --task", optarg, opts); break;
     case 'p':
       opts->progress = strtod(optarg, &end);
-      if (*end || !(opts->progress >= 0))
+      if (end == optarg || *end || !(opts->progress >= 0))
         snprintf(opts->error, sizeof(opts->error), "option --progress: '%s' is not a number of seconds >= 0", optarg);
       break;
     default:
