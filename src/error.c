@@ -4,18 +4,23 @@
 #include <stdio.h>
 
 /* Errors the user can fix (bad input, a diverging run, an inner solve that failed) are reported as one line on rank 0
-   of the raising communicator; every other error goes to PETSc's traceback handler. */
+   of the raising communicator, and so is a run stopped by a signal; every other error goes to PETSc's traceback
+   handler. PETSc's own signal handler raises PETSC_ERR_SIG as a repeated error (and aborts), so only an initial
+   PETSC_ERR_SIG, the trainer's, starts a clean stop. */
 static PetscErrorCode VarproErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file, PetscErrorCode n,
                                          PetscErrorType p, const char *mess, void *ctx)
 {
-  PetscMPIInt rank = 0;
+  static PetscBool stopping = PETSC_FALSE;
+  PetscMPIInt      rank     = 0;
 
-  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP && n != PETSC_ERR_NOT_CONVERGED)
+  if (n == PETSC_ERR_SIG && p == PETSC_ERROR_INITIAL) stopping = PETSC_TRUE;
+  if (n != PETSC_ERR_USER_INPUT && n != PETSC_ERR_FP && n != PETSC_ERR_NOT_CONVERGED &&
+      !(n == PETSC_ERR_SIG && stopping))
     return PetscTraceBackErrorHandler(comm, line, fun, file, n, p, mess, ctx);
   if (p != PETSC_ERROR_INITIAL) return n;
   if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &rank);
   if (rank == 0) {
-    fprintf(stderr, "varpro-rbf: error: %s\n", mess ? mess : "(no message)");
+    fprintf(stderr, "varpro-rbf: %s%s\n", n == PETSC_ERR_SIG ? "" : "error: ", mess ? mess : "(no message)");
     fflush(stderr);
   }
   return n;
@@ -33,6 +38,7 @@ int VarproExitStatus(PetscErrorCode ierr)
   if (ierr == 0) return 0;
   if (ierr == PETSC_ERR_USER_INPUT) return VARPRO_EXIT_INPUT;
   if (ierr == PETSC_ERR_FP || ierr == PETSC_ERR_NOT_CONVERGED) return VARPRO_EXIT_DIVERGED;
+  if (ierr == PETSC_ERR_SIG) return VARPRO_EXIT_STOPPED;
   return 1;
 }
 

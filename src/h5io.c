@@ -115,9 +115,9 @@ static PetscErrorCode H5ErrorPrintingRestore_Private(const H5ErrorPrinting *save
   PetscFunctionReturn(0);
 }
 
-/* Opens path read-only. A missing, unreadable or non-HDF5 file is not raised: *file is then
-   negative and reason says why. */
-static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, char reason[], size_t len)
+/* Opens path with flags (H5F_ACC_RDONLY or H5F_ACC_RDWR). A missing, unreadable or non-HDF5
+   file is not raised: *file is then negative and reason says why. */
+static PetscErrorCode H5FileOpen_Private(const char path[], unsigned flags, hid_t *file, char reason[], size_t len)
 {
   struct stat     st;
   H5ErrorPrinting saved;
@@ -137,9 +137,16 @@ static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, cha
 
   /* Anything HDF5 cannot open is not an HDF5 file to us */
   PetscCall(H5ErrorPrintingOff_Private(&saved));
-  *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  *file = H5Fopen(path, flags, H5P_DEFAULT);
   PetscCall(H5ErrorPrintingRestore_Private(&saved));
   if (*file < 0) PetscCall(PetscStrncpy(reason, "not an HDF5 file", len));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode H5FileOpenRead_Private(const char path[], hid_t *file, char reason[], size_t len)
+{
+  PetscFunctionBeginUser;
+  PetscCall(H5FileOpen_Private(path, H5F_ACC_RDONLY, file, reason, len));
   PetscFunctionReturn(0);
 }
 
@@ -963,6 +970,7 @@ static PetscErrorCode ResultWriteConfig_Private(VarproResult res, const VarproCo
   PetscCall(H5AttrWriteInt_Private(res->file, "mmd_points", cfg->mmd_points));
   PetscCall(H5AttrWriteString_Private(res->file, "data_file", cfg->data_file));
   PetscCall(H5AttrWriteString_Private(res->file, "configuration", text));
+  PetscCall(H5AttrWriteString_Private(res->file, "resumed_from", ""));
   PetscFunctionReturn(0);
 }
 
@@ -980,17 +988,15 @@ static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproCon
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
-                                  VarproResult *res)
+/* Every rank: the result object of cfg in dir, with no file open yet. */
+static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M,
+                                        PetscInt T, VarproResult *res)
 {
-  VarproResult   r;
-  PetscErrorCode ierr = 0;
+  VarproResult r;
 
   PetscFunctionBeginUser;
   PetscCheck(M >= 1 && T >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
              "result widths M = %" PetscInt_FMT ", T = %" PetscInt_FMT " must be >= 1", M, T);
-
-  /* The object exists on every rank, so that callers are the same everywhere */
   PetscCall(PetscNew(&r));
   r->comm          = comm;
   r->M             = M;
@@ -1002,11 +1008,289 @@ PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproC
   PetscCall(PetscSNPrintf(r->partial_path, sizeof(r->partial_path), "%s.partial", r->path));
   PetscCall(PetscOptionsGetReal(NULL, NULL, "-varpro_result_flush_seconds", &r->flush_seconds, NULL));
   ResultSetUpHistories_Private(r, cfg);
+  *res = r;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
+                                  VarproResult *res)
+{
+  VarproResult   r;
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  /* The object exists on every rank, so that callers are the same everywhere */
+  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, &r));
 
   /* Rank 0 writes; not PetscCall, since its outcome is shared before any rank returns */
   if (r->rank == 0) ierr = ResultCreateRoot_Private(r, cfg);
   PetscCall(H5RootSync_Private(comm, ierr, r->partial_path));
   *res = r;
+  PetscFunctionReturn(0);
+}
+
+/* ---- resuming a partial result ------------------------------------------------------------ */
+
+/* Rank 0: opens the partial file at path with flags, quietly, and compares its configuration with
+   cfg's. *file is negative when there is none (reason empty), when it cannot be opened or has no
+   configuration that can be read (reason says why), or when it holds another configuration (msg
+   says so, for the user to fix). */
+static PetscErrorCode PartialOpen_Private(const char path[], unsigned flags, const VarproConfig *cfg, hid_t *file,
+                                          char reason[], size_t len, char msg[])
+{
+  struct stat     st;
+  char            expected[VARPRO_CONFIG_TEXT_MAX], *stored = NULL;
+  PetscBool       same = PETSC_FALSE;
+  H5ErrorPrinting saved;
+  PetscErrorCode  ierr;
+
+  PetscFunctionBeginUser;
+  *file     = H5I_INVALID_HID;
+  reason[0] = 0;
+  if (stat(path, &st) && errno == ENOENT) PetscFunctionReturn(0);
+  PetscCall(H5FileOpen_Private(path, flags, file, reason, len));
+  if (*file < 0) PetscFunctionReturn(0);
+
+  /* The stored configuration must be this one */
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  ierr = H5AttrReadString_Private(*file, "configuration", &stored, reason, len);
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCall(ierr);
+  if (stored) {
+    PetscCall(VarproConfigFormat(cfg, expected, sizeof(expected)));
+    PetscCall(PetscStrcmp(stored, expected, &same));
+    PetscCall(PetscFree(stored));
+    if (!same)
+      PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                              "%s: a partial result of a different configuration; remove it or use --force", path));
+  }
+  if (!same) {
+    PetscCallH5(H5Fclose(*file));
+    *file = H5I_INVALID_HID;
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultPartialCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg)
+{
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = 0;
+  hid_t          file = H5I_INVALID_HID;
+  char           path[VARPRO_PATH_MAX + 8], reason[VARPRO_REASON_MAX], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(VarproResultPath(dir, cfg, path, VARPRO_PATH_MAX));
+  PetscCall(PetscStrlcat(path, ".partial", sizeof(path)));
+  if (rank == 0) {
+    ierr = PartialOpen_Private(path, H5F_ACC_RDONLY, cfg, &file, reason, sizeof(reason), msg);
+    if (!ierr && file >= 0 && H5Fclose(file) < 0) ierr = PETSC_ERR_LIB;
+  }
+  PetscCall(H5RootSync_Private(comm, ierr, path));
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: opens the datasets of h in file, checks their shapes against those expected and allocates
+   the buffers; *rows is their common row count. A problem goes to reason. Call with HDF5's error
+   printing off: the file was left by a run that died. */
+static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t *rows, char reason[], size_t len)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < h->ncolumns && !reason[0]; c++) {
+    ResultColumn *col   = &h->column[c];
+    hid_t         space = H5I_INVALID_HID;
+    hsize_t       dims[3];
+    int           ndims = -1;
+
+    col->dset = H5Dopen2(file, col->name, H5P_DEFAULT);
+    if (col->dset >= 0) space = H5Dget_space(col->dset);
+    if (space >= 0) {
+      ndims = H5Sget_simple_extent_ndims(space);
+      if (ndims != col->ndims || H5Sget_simple_extent_dims(space, dims, NULL) < 0) ndims = -1;
+      PetscCallH5(H5Sclose(space));
+    }
+    if (ndims < 0 || (ndims > 1 && dims[1] != col->tail[0]) || (ndims > 2 && dims[2] != col->tail[1]) ||
+        (c > 0 && dims[0] != *rows)) {
+      PetscCall(PetscSNPrintf(reason, len, "dataset '%s' is missing or has the wrong shape", col->name));
+      break;
+    }
+    *rows = dims[0];
+    PetscCall(PetscMalloc1((size_t)h->capacity * col->rowlen * 8, &col->buf));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: reads count rows of col from row first into buf; *ok is false when HDF5 cannot. */
+static PetscErrorCode ColumnRead_Private(ResultColumn *col, hsize_t first, hsize_t count, void *buf, PetscBool *ok)
+{
+  hsize_t start[3] = {first, 0, 0}, size[3] = {count, col->tail[0], col->tail[1]};
+  hid_t   filespace, memspace;
+
+  PetscFunctionBeginUser;
+  *ok = PETSC_FALSE;
+  if (count == 0) {
+    *ok = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
+  if ((filespace = H5Dget_space(col->dset)) < 0) PetscFunctionReturn(0);
+  if ((memspace = H5Screate_simple(col->ndims, size, NULL)) >= 0) {
+    *ok = (PetscBool)(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, size, NULL) >= 0 &&
+                      H5Dread(col->dset, col->integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, memspace, filespace,
+                              H5P_DEFAULT, buf) >= 0);
+    PetscCallH5(H5Sclose(memspace));
+  }
+  PetscCallH5(H5Sclose(filespace));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: the step to resume from, the last snapshot whose losses are all in the file, and its
+   features (M x 2); keep[] is the rows of losses, snapshots and MMDs before that step. *step is -1
+   and reason says why when there is none. Call with HDF5's error printing off. */
+static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscInt *step, PetscReal features[],
+                                                   hsize_t keep[3], char reason[], size_t len)
+{
+  ResultHistory *h[3]    = {&res->losses, &res->snapshots, &res->mmds};
+  hsize_t        rows[3] = {0, 0, 0}, k;
+  PetscInt64    *steps;
+  PetscBool      ok;
+
+  PetscFunctionBeginUser;
+  *step = -1;
+  for (int i = 0; i < 3 && !reason[0]; i++) PetscCall(HistoryOpen_Private(res->file, h[i], &rows[i], reason, len));
+  if (reason[0]) PetscFunctionReturn(0);
+
+  /* Losses of steps 0 .. s-1 are needed to continue at step s */
+  PetscCall(PetscMalloc1(PetscMax(rows[1], rows[2]) + 1, &steps));
+  PetscCall(ColumnRead_Private(&res->snapshots.column[0], 0, rows[1], steps, &ok));
+  for (k = rows[1]; ok && k > 0 && (steps[k - 1] < 0 || steps[k - 1] > (PetscInt64)rows[0]);) k--;
+  if (ok && k > 0) PetscCall(ColumnRead_Private(&res->snapshots.column[1], k - 1, 1, features, &ok));
+  if (ok && k > 0) {
+    *step   = (PetscInt)steps[k - 1];
+    keep[0] = (hsize_t)*step;
+    keep[1] = k - 1;
+  }
+
+  /* MMDs of the steps before s */
+  if (*step >= 0) PetscCall(ColumnRead_Private(&res->mmds.column[0], 0, rows[2], steps, &ok));
+  for (keep[2] = 0; *step >= 0 && ok && keep[2] < rows[2] && steps[keep[2]] < *step;) keep[2]++;
+  PetscCall(PetscFree(steps));
+  if (!ok)
+    PetscCall(PetscStrncpy(reason, "cannot read its histories", len));
+  else if (*step < 0)
+    PetscCall(PetscStrncpy(reason, "no snapshot saved", len));
+  if (!ok) *step = -1;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: cuts every dataset of h to rows rows; appends continue from there. */
+static PetscErrorCode HistoryTruncate_Private(ResultHistory *h, hsize_t rows)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < h->ncolumns; c++) {
+    hsize_t dims[3] = {rows, h->column[c].tail[0], h->column[c].tail[1]};
+
+    PetscCallH5(H5Dset_extent(h->column[c].dset, dims));
+  }
+  h->nfile = rows;
+  h->nbuf  = 0;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: adds step to the attribute "resumed_from", the steps runs were resumed from. */
+static PetscErrorCode ResultNoteResume_Private(VarproResult res, PetscInt step)
+{
+  char           *old = NULL, reason[VARPRO_REASON_MAX], text[VARPRO_MSG_MAX];
+  H5ErrorPrinting saved;
+  PetscErrorCode  ierr;
+
+  PetscFunctionBeginUser;
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  ierr = H5AttrReadString_Private(res->file, "resumed_from", &old, reason, sizeof(reason));
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCall(ierr);
+  PetscCall(PetscSNPrintf(text, sizeof(text), "%s%s%" PetscInt_FMT, old ? old : "", old && old[0] ? " " : "", step));
+  PetscCall(PetscFree(old));
+  PetscCall(H5AttrWriteString_Private(res->file, "resumed_from", text));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: opens the partial file of cfg for appending, cut back to the state at its last snapshot.
+   When there is none to resume from, *step is -1, the file is closed and note says why (empty when
+   there is no partial file); a partial result of another configuration goes to msg. */
+static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproConfig *cfg, PetscInt *step,
+                                               PetscReal features[], char note[], char msg[])
+{
+  hsize_t         keep[3] = {0, 0, 0};
+  char            reason[VARPRO_REASON_MAX];
+  H5ErrorPrinting saved;
+  PetscErrorCode  ierr;
+
+  PetscFunctionBeginUser;
+  *step = -1;
+  PetscCall(PartialOpen_Private(res->partial_path, H5F_ACC_RDWR, cfg, &res->file, reason, sizeof(reason), msg));
+  if (res->file >= 0) {
+    PetscCall(H5ErrorPrintingOff_Private(&saved));
+    ierr = ResultFindResumeStep_Private(res, step, features, keep, reason, sizeof(reason));
+    PetscCall(H5ErrorPrintingRestore_Private(&saved));
+    PetscCall(ierr);
+  }
+  if (*step < 0) {
+    if (reason[0])
+      PetscCall(
+        PetscSNPrintf(note, VARPRO_MSG_MAX, "%s: cannot resume (%s); starting over", res->partial_path, reason));
+    if (res->file >= 0) {
+      PetscCall(HistoryClose_Private(&res->losses));
+      PetscCall(HistoryClose_Private(&res->snapshots));
+      PetscCall(HistoryClose_Private(&res->mmds));
+      PetscCallH5(H5Fclose(res->file));
+      res->file = H5I_INVALID_HID;
+    }
+    PetscFunctionReturn(0);
+  }
+
+  /* Forget what belongs to steps from s on: the loop records it again */
+  PetscCall(HistoryTruncate_Private(&res->losses, keep[0]));
+  PetscCall(HistoryTruncate_Private(&res->snapshots, keep[1]));
+  PetscCall(HistoryTruncate_Private(&res->mmds, keep[2]));
+  PetscCall(ResultNoteResume_Private(res, *step));
+  PetscCall(ResultFlush_Private(res));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
+                                  PetscInt *step, PetscReal features[], VarproResult *res)
+{
+  VarproResult   r;
+  PetscErrorCode ierr                 = 0;
+  char           note[VARPRO_MSG_MAX] = "", msg[VARPRO_MSG_MAX] = "";
+  PetscReal     *stored;
+  PetscMPIInt    rank, n;
+
+  PetscFunctionBeginUser;
+  *res = NULL;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, &r));
+
+  /* Rank 0 reads and cuts back; not PetscCall, since its outcome is shared before any rank returns.
+     The stored features go to features only once the resume is certain. */
+  PetscCall(PetscMalloc1(2 * M, &stored));
+  if (rank == 0) ierr = ResultResumeRoot_Private(r, cfg, step, stored, note, msg);
+  PetscCall(H5RootSync_Private(comm, ierr, r->partial_path));
+  PetscCallMPI(MPI_Bcast(step, 1, MPIU_INT, 0, comm));
+  if (*step < 0) PetscCall(VarproResultDestroy(&r));
+  if (*step < 0) PetscCall(PetscFree(stored));
+  PetscCall(VarproInputErrorSync(comm, msg));
+  if (rank == 0 && note[0]) PetscCall(PetscPrintf(PETSC_COMM_SELF, "%s\n", note));
+  if (*step < 0) PetscFunctionReturn(0);
+
+  /* Every rank continues from the same features and expects the same next steps */
+  PetscCall(PetscMPIIntCast(2 * M, &n));
+  PetscCallMPI(MPI_Bcast(stored, n, MPIU_REAL, 0, comm));
+  PetscCall(PetscArraycpy(features, stored, 2 * M));
+  PetscCall(PetscFree(stored));
+  r->losses.last_step = r->snapshots.last_step = r->mmds.last_step = *step > 0 ? *step - 1 : PETSC_MIN_INT;
+  *res                                                             = r;
   PetscFunctionReturn(0);
 }
 

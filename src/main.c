@@ -25,7 +25,8 @@ static const char usage[] =
   "  --list              list the job's configurations with their status and cost; train nothing\n"
   "  --task I            train configuration I only (default: $SLURM_ARRAY_TASK_ID when set,\n"
   "                      else every configuration in turn)\n"
-  "  --force             redo configurations whose complete result already exists\n"
+  "  --force             redo configurations whose complete result already exists, and start\n"
+  "                      over instead of resuming a partial one\n"
   "  --output DIR        write results to DIR instead of the job file's 'output'\n"
   "  --progress SECONDS  least time between progress lines (default 10)\n"
   "  --version           print the version and exit\n"
@@ -42,8 +43,11 @@ static const char usage[] =
   "\n"
   "  -varpro_result_flush_seconds S     write buffered histories at least every S s (default 10)\n"
   "\n"
+  "A run cut short leaves <name>.h5.partial; the next run of the job resumes it from its last\n"
+  "snapshot. SIGTERM or SIGUSR1 stops a run at the next step, saving everything so far.\n"
+  "\n"
   "Exit status: 0 success, 2 bad input (nothing trained), 3 training produced NaN/Inf or the\n"
-  "inner solve failed, 1 any other failure.\n";
+  "inner solve failed, 4 stopped by SIGTERM or SIGUSR1 (run again to resume), 1 any other failure.\n";
 
 typedef struct {
   const char *job_path;
@@ -186,7 +190,8 @@ static PetscErrorCode ReadSummary(const VarproJob *job, const VarproConfig *cfg,
 
 /* Everything about a configuration that can be wrong before training: its result file name, its
    sizes against the data file and the rank count, and a result of another configuration under
-   its name. Marks it skipped when its complete result exists. */
+   its name, or a partial result of another configuration. Marks it skipped when its complete
+   result exists. */
 static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts,
                                   VarproRunSummary *s)
 {
@@ -200,6 +205,7 @@ static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg,
   PetscCall(VarproInputErrorSync(PETSC_COMM_WORLD, msg));
   PetscCall(VarproProblemValidate(PETSC_COMM_WORLD, job->path, cfg));
   if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &s->skipped));
+  if (!opts->force && !s->skipped) PetscCall(VarproResultPartialCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
   PetscFunctionReturn(0);
 }
 
@@ -223,6 +229,7 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
                         job->nconfigs, cfg->name, cfg->epochs));
   PetscCall(VarproTrainerCreate(PETSC_COMM_WORLD, cfg, &tr));
   PetscCall(VarproTrainerSetProgressInterval(tr, opts->progress));
+  PetscCall(VarproTrainerSetResume(tr, (PetscBool)!opts->force));
   PetscCall(VarproTrainerRun(tr, job->output_dir, info, s));
   PetscCall(VarproTrainerDestroy(&tr));
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
@@ -356,8 +363,9 @@ int main(int argc, char **argv)
   ParseArgs(argc, argv, &opts, &pargc, pargv);
   if (PetscInitialize(&pargc, &pargv, NULL, usage)) return 1;
   PetscCall(VarproPushErrorHandler());
+  PetscCall(VarproTrainerCatchStopSignals());
 
-  /* A user's error ends every rank with a status; any other aborts the job */
+  /* A user's error or a stop by signal ends every rank with a status; any other aborts the job */
   ierr   = RunJob(&opts, argc, argv);
   status = VarproExitStatus(ierr);
   if (status == 1) MPI_Abort(PETSC_COMM_WORLD, 1);

@@ -6,7 +6,12 @@
  * (inner.c), then moves the features w by one gradient step on the reduced risk, u held
  * fixed. F (N x M) is split by rows over the ranks; features and outer weights are
  * replicated.
+ *
+ * A run can be stopped between two steps by SIGTERM or SIGUSR1 and resumed from its partial
+ * result file (h5io.c, VarproResultResume).
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include "train.h"
 #include "inner.h"
 #include "kernels.h"
@@ -14,7 +19,10 @@
 #include "torus.h"
 #include "version.h"
 
+#include <errno.h>
 #include <petscblaslapack.h>
+#include <signal.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +34,9 @@ static PetscLogStage     stages[NUM_STAGES];
 
 /* Events, one per kernel of a step, shown by -log_view with their flop rates. */
 static PetscLogEvent EVENT_FEATURES, EVENT_GRADIENT;
+
+/* Set by SIGTERM or SIGUSR1 (a batch system's warning that the job will end); read once a step. */
+static volatile sig_atomic_t stop_requested = 0;
 
 struct _p_VarproTrainer {
   MPI_Comm            comm;
@@ -45,6 +56,7 @@ struct _p_VarproTrainer {
   VarproInner         inner;        /* the projection */
   PetscReal           teacher_self; /* mean teacher-teacher distance, for the MMD */
   PetscReal           progress_interval;
+  PetscBool           resume;                 /* continue from a partial result file when there is one */
   PetscReal           stage_time[NUM_STAGES]; /* wall seconds per stage, this rank */
 };
 
@@ -200,6 +212,7 @@ PetscErrorCode VarproTrainerCreate(MPI_Comm comm, const VarproConfig *cfg, Varpr
   PetscCallMPI(MPI_Comm_rank(comm, &tr->rank));
   PetscCallMPI(MPI_Comm_size(comm, &tr->size));
   tr->progress_interval = 10.0;
+  tr->resume            = PETSC_TRUE;
   *trainer              = tr;
 
   /* Problem, then sizes derived from it */
@@ -239,6 +252,33 @@ PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seco
 {
   PetscFunctionBeginUser;
   tr->progress_interval = seconds;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproTrainerSetResume(VarproTrainer tr, PetscBool resume)
+{
+  PetscFunctionBeginUser;
+  tr->resume = resume;
+  PetscFunctionReturn(0);
+}
+
+static void TrainerSignalHandler(int sig)
+{
+  (void)sig;
+  stop_requested = 1;
+}
+
+PetscErrorCode VarproTrainerCatchStopSignals(void)
+{
+  struct sigaction sa;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&sa, sizeof(sa)));
+  sa.sa_handler = TrainerSignalHandler;
+  sa.sa_flags   = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  PetscCheck(!sigaction(SIGTERM, &sa, NULL) && !sigaction(SIGUSR1, &sa, NULL), PETSC_COMM_SELF, PETSC_ERR_SYS,
+             "cannot catch SIGTERM and SIGUSR1: %s", strerror(errno));
   PetscFunctionReturn(0);
 }
 
@@ -318,7 +358,8 @@ static PetscErrorCode TrainerRecord(VarproTrainer tr, VarproResult res, PetscInt
 }
 
 /* One line on rank 0 every 1% of the run, at most once per progress interval. */
-static PetscErrorCode TrainerProgress(VarproTrainer tr, PetscInt step, PetscReal risk, double start, double *last_print)
+static PetscErrorCode TrainerProgress(VarproTrainer tr, PetscInt first, PetscInt step, PetscReal risk, double start,
+                                      double *last_print)
 {
   const PetscInt epochs       = tr->cfg->epochs;
   PetscInt       percent_step = PetscMax(epochs / 100, 1);
@@ -328,7 +369,7 @@ static PetscErrorCode TrainerProgress(VarproTrainer tr, PetscInt step, PetscReal
   if ((step + 1) % percent_step && step + 1 != epochs) PetscFunctionReturn(0);
   if (now - *last_print < tr->progress_interval && step + 1 != epochs) PetscFunctionReturn(0);
   *last_print = now;
-  rate        = (step + 1) / (now - start);
+  rate        = (step + 1 - first) / (now - start);
   eta         = (epochs - step - 1) / rate;
   PetscCall(PetscPrintf(tr->comm,
                         "  %s: step %" PetscInt_FMT "/%" PetscInt_FMT
@@ -381,20 +422,37 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscFunctionReturn(0);
 }
 
-/* The step loop: record, project, risk and gradient, update. The state after the last step
-   is projected and recorded too. */
-static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunSummary *s)
+/* Whether a stop was requested on any rank: one small allreduce a step, so that all stop together. */
+static PetscErrorCode TrainerStopRequested(VarproTrainer tr, PetscBool *stop)
+{
+  int requested = stop_requested ? 1 : 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &requested, 1, MPI_INT, MPI_MAX, tr->comm));
+  *stop = (PetscBool)(requested != 0);
+  PetscFunctionReturn(0);
+}
+
+/* The step loop from step first (0, or the step a partial result is resumed from): record,
+   project, risk and gradient, update. The state after the last step is projected and recorded
+   too. A stop request ends the loop at a step boundary, after the features of that step are
+   saved as a snapshot, and sets *stopped to the step (else -1). */
+static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt first, VarproRunSummary *s,
+                                  PetscInt *stopped)
 {
   const PetscInt epochs = tr->cfg->epochs;
-  PetscInt       nmmd = 0, *mmd_steps = NULL, next_mmd = 0;
+  PetscInt       nmmd = 0, *mmd_steps = NULL, next_mmd = 0, step, nsteps;
   PetscReal     *gradient, *step_time, risk = NAN, mmd = NAN;
+  PetscBool      stop  = PETSC_FALSE;
   double         start = MPI_Wtime(), last_print = start, t0 = 0.0, t1;
 
   PetscFunctionBeginUser;
+  *stopped = -1;
   PetscCall(MMDSteps(epochs, tr->cfg->mmd_points, &nmmd, &mmd_steps));
+  while (next_mmd < nmmd && mmd_steps[next_mmd] < first) next_mmd++;
   PetscCall(PetscMalloc1(2 * tr->M, &gradient));
   PetscCall(PetscMalloc1(PetscMax(epochs, 1), &step_time));
-  for (PetscInt step = 0; step <= epochs; step++) {
+  for (step = first; step <= epochs; step++) {
     PetscBool mmd_due = (PetscBool)(next_mmd < nmmd && mmd_steps[next_mmd] == step);
 
     /* Project u at w_step and record what is due */
@@ -402,6 +460,18 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunS
     PetscCall(TrainerProject(tr, step));
     PetscCall(TrainerRecord(tr, res, step, (PetscBool)(step == epochs), mmd_due, &mmd));
     if (mmd_due) next_mmd++;
+
+    /* Asked to stop: w_step is saved as a snapshot, so that a resumed run loses nothing */
+    if (step < epochs) PetscCall(TrainerStopRequested(tr, &stop));
+    if (stop) {
+      if (step % tr->cfg->saving_step) {
+        PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
+        PetscCall(VarproResultAppendSnapshot(res, step, tr->features, tr->outer));
+        PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
+      }
+      *stopped = step;
+      break;
+    }
 
     /* Reduced risk and feature gradient; the step, except after the last one, where the risk
        is that of the final features, beside their MMD */
@@ -412,16 +482,17 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunS
     if (step == epochs) break;
     step_time[step] = MPI_Wtime() - t1;
     PetscCall(VarproResultAppendLoss(res, step, risk, step_time[step]));
-    PetscCall(TrainerProgress(tr, step, risk, start, &last_print));
+    PetscCall(TrainerProgress(tr, first, step, risk, start, &last_print));
   }
 
-  /* Summary: the median step time is robust to the MMD and output steps */
+  /* Summary of the steps taken now: the median step time is robust to the MMD and output steps */
+  nsteps          = PetscMin(step, epochs) - first;
   s->epochs       = epochs;
   s->reduced_risk = risk;
   s->mmd          = mmd;
   s->wall_time    = MPI_Wtime() - start;
-  qsort(step_time, (size_t)epochs, sizeof(PetscReal), CompareReal);
-  s->time_per_step = epochs ? step_time[epochs / 2] : 0.0;
+  qsort(step_time + first, (size_t)nsteps, sizeof(PetscReal), CompareReal);
+  s->time_per_step = nsteps ? step_time[first + nsteps / 2] : 0.0;
   PetscCall(PetscFree(step_time));
   PetscCall(PetscFree(gradient));
   PetscCall(PetscFree(mmd_steps));
@@ -431,18 +502,32 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, VarproRunS
 PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[],
                                 VarproRunSummary *summary)
 {
-  VarproResult res;
+  VarproResult res   = NULL;
+  PetscInt     first = -1, stopped;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(summary, sizeof(*summary)));
   PetscCall(PetscArrayzero(tr->stage_time, NUM_STAGES));
 
-  /* The result file exists as <name>.h5.partial until the run completes */
-  PetscCall(VarproResultCreate(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, &res));
-  PetscCall(VarproResultWriteTeacher(res, tr->prob.teacher_features));
+  /* The result file exists as <name>.h5.partial until the run completes; one left by a run that
+     died or was stopped is continued from its last snapshot */
+  if (tr->resume)
+    PetscCall(VarproResultResume(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, &first, tr->features, &res));
+  if (res)
+    PetscCall(PetscPrintf(tr->comm, "  resuming %s from step %" PetscInt_FMT "\n", tr->cfg->name, first));
+  else {
+    first = 0;
+    PetscCall(VarproResultCreate(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, &res));
+    PetscCall(VarproResultWriteTeacher(res, tr->prob.teacher_features));
+  }
   PetscCall(VarproTorusMeanSelfDistance(tr->comm, tr->prob.T, tr->prob.teacher_features, &tr->teacher_self));
 
-  PetscCall(TrainerLoop(tr, res, summary));
+  /* Stopped by a signal: the partial file is flushed and closed, and every rank exits */
+  PetscCall(TrainerLoop(tr, res, first, summary, &stopped));
+  if (stopped >= 0) {
+    PetscCall(VarproResultDestroy(&res));
+    SETERRQ(tr->comm, PETSC_ERR_SIG, "stopped by signal at step %" PetscInt_FMT "; run again to resume", stopped);
+  }
 
   PetscCall(TrainerWriteRunInfo(tr, res, run_info, summary));
   PetscCall(VarproResultFinish(res));

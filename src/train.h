@@ -27,6 +27,15 @@ PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const
 /* Progress lines every 1% of a run, at most once every interval seconds (default 10). */
 PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seconds);
 
+/* Whether a run continues from a partial result file of its configuration (default: yes);
+   --force turns this off. */
+PetscErrorCode VarproTrainerSetResume(VarproTrainer tr, PetscBool resume);
+
+/* Catches SIGTERM and SIGUSR1 for the rest of the process: a run then stops at the next step
+   boundary on every rank, with its partial result saved, and raises PETSC_ERR_SIG. Call after
+   PetscInitialize, whose own handlers it replaces for these two signals. */
+PetscErrorCode VarproTrainerCatchStopSignals(void);
+
 /* For tests: replace the current features (M x 2, replicated) and read them back. */
 PetscErrorCode VarproTrainerSetFeatures(VarproTrainer tr, const PetscReal features[]);
 PetscErrorCode VarproTrainerGetFeatures(VarproTrainer tr, PetscReal features[]);

@@ -56,8 +56,9 @@ typedef struct _p_VarproResult *VarproResult;
 
 /* Creates the partial file, with every parameter of cfg as an attribute (names as in the
    job file: regularization (string), student_width, lambda, gamma, seed, epochs, N,
-   teacher_width, time_scale, saving_step, mmd_points, data_file (string), name, and
-   "configuration" holding VarproConfigFormat text) and the empty datasets:
+   teacher_width, time_scale, saving_step, mmd_points, data_file (string), name,
+   "configuration" holding VarproConfigFormat text, and "resumed_from" = "") and the empty
+   datasets:
      loss                    (epochs)     float64
      step_time               (epochs)     float64  wall seconds of each step
      snapshot_steps          (S)          int64
@@ -68,6 +69,19 @@ typedef struct _p_VarproResult *VarproResult;
    M and T are the resolved widths (cfg may hold 0 when read from a data file). */
 PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
                                   VarproResult *res);
+/* Reopens dir/<name>.h5.partial, left by an earlier run of cfg that died or was stopped, to continue
+   it from its last snapshot: on return *step is that snapshot's step s and features (M x 2, every
+   rank) its exact features, and every history of the file is cut back to what belongs to the steps
+   before s (loss and step_time: the first s entries; snapshots and MMDs: steps < s), so that the
+   caller records step s onwards again. s is added to the string attribute "resumed_from". When there
+   is no partial file, or it cannot be read or holds no snapshot (a line says so), *step is -1 and
+   *res NULL: the caller starts over. A partial file of another configuration raises
+   PETSC_ERR_USER_INPUT. Collective. */
+PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
+                                  PetscInt *step, PetscReal features[], VarproResult *res);
+/* Raises PETSC_ERR_USER_INPUT when dir/<name>.h5.partial holds a configuration other than cfg's
+   (remove it or use --force); a missing or unreadable one is fine. Collective. */
+PetscErrorCode VarproResultPartialCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg);
 PetscErrorCode VarproResultWriteTeacher(VarproResult res, const PetscReal teacher_features[]); /* T x 2 */
 PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal loss, PetscReal step_time);
 PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step, const PetscReal features[],

@@ -5,12 +5,15 @@
   check_run.py ranks [P]               the same seeded job at 1 and P ranks (default 2)
   check_run.py paths NP                the matrix-free inner solve against the direct one
   check_run.py tasks                   --list and one configuration per --task or SLURM_ARRAY_TASK_ID
+  check_run.py stop NP                 stopped twice by signals, resumed: the same result bit for bit
+  check_run.py kill NP                 killed (SIGKILL) mid-run, resumed from the last snapshot
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
 The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,6 +197,137 @@ runs:
         check(proc.returncode == 2 and "configuration 4 requested" in proc.stderr, "--task 4 of 4 is bad input")
 
 
+# ---- stop by signal, kill, resume -----------------------------------------------------------
+
+RESUME_FIELDS = ["loss", "snapshot_steps", "snapshot_features", "snapshot_outer_weights", "mmd_steps", "mmd",
+                 "teacher_features"]
+
+
+def rank_pids(mpirun_pid):
+    """The processes mpirun started: its children."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == mpirun_pid:
+                        pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def run_signalled(np_, args, deliver, after_lines=3):
+    """Runs the executable and, once it has printed after_lines progress lines, calls
+    deliver(mpirun process). Returns (exit status, stdout, stderr)."""
+    cmd = [MPIRUN, "--oversubscribe", "-n", str(np_), EXE] + args + ["--progress", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines, seen = [], 0
+    for line in proc.stdout:
+        lines.append(line)
+        seen += "%)" in line
+        if seen == after_lines:
+            deliver(proc)
+            break
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(lines) + out, err
+
+
+def signal_ranks(sig):
+    def deliver(proc):
+        for pid in rank_pids(proc.pid):
+            os.kill(pid, sig)
+    return deliver
+
+
+def signal_mpirun(sig):
+    return lambda proc: os.kill(proc.pid, sig)
+
+
+def resume_job(tmp, epochs):
+    job = os.path.join(tmp, "resume.yaml")
+    write(job, f"""output: {tmp}/out
+runs:
+  - name: resumed
+    student_width: 24
+    N: 301
+    teacher_width: 64
+    seed: 9
+    epochs: {epochs}
+    saving_step: 10
+""")
+    return job
+
+
+def compare_bitwise(ref_path, path, what):
+    with h5py.File(ref_path, "r") as a, h5py.File(path, "r") as b:
+        for field in RESUME_FIELDS:
+            check(np.array_equal(a[field][:], b[field][:]), f"{what}: {field} equal bit for bit to the uninterrupted run")
+        check(b.attrs["complete"] == 1, f"{what}: result marked complete")
+        resumed = b.attrs["resumed_from"]
+        return resumed.decode() if isinstance(resumed, bytes) else resumed
+
+
+def interrupted(np_, interruptions, flush_args, epochs):
+    """Reference run, then a run interrupted once per entry of interruptions (a deliver function and
+    the expected exit status), then the run that completes. Returns None when a run finished
+    before its signal (the caller lengthens it), else the list of stdouts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job = resume_job(tmp, epochs)
+        final, partial = f"{tmp}/out/resumed.h5", f"{tmp}/out/resumed.h5.partial"
+        proc = run(np_, [job, "--output", f"{tmp}/ref"])
+        check(proc.returncode == 0, f"uninterrupted run of {epochs} steps at {np_} rank(s) exits 0")
+        logs = []
+        for deliver, status in interruptions:
+            code, out, err = run_signalled(np_, [job] + flush_args, deliver)
+            if code == 0:
+                print(f"run of {epochs} steps finished before the signal: lengthening it")
+                return None
+            print(out[-600:], err[-1500:])
+            if status is None:
+                check(code != 0, f"killed run exits non-zero (got {code})")
+            else:
+                check(code == status, f"interrupted run exits {status} (got {code})")
+            check(os.path.exists(partial) and not os.path.exists(final), "only the .partial file exists")
+            logs.append((out, err))
+        proc = run(np_, [job])
+        print(proc.stdout[-600:], proc.stderr[-600:])
+        check(proc.returncode == 0 and not os.path.exists(partial), "resumed run completes")
+        if proc.returncode:
+            return []
+        logs.append((proc.stdout, proc.stderr))
+        resumed = compare_bitwise(f"{tmp}/ref/resumed.h5", final, f"{np_} rank(s), {len(interruptions)} interruptions")
+        steps = re.findall(r"resuming resumed from step (\d+)", "".join(out for out, _ in logs))
+        check(len(steps) == len(interruptions) and resumed == " ".join(steps),
+              f"resumed {len(interruptions)} times, from steps {steps}, recorded as resumed_from '{resumed}'")
+        return logs
+
+
+def stop(np_):
+    """SIGTERM to every rank (as a batch system sends it), then SIGUSR1 to mpirun, which forwards it."""
+    for epochs in (2300, 9200, 36800):
+        logs = interrupted(np_, [(signal_ranks(signal.SIGTERM), 4), (signal_mpirun(signal.SIGUSR1), 4)], [], epochs)
+        if logs is not None:
+            break
+    for k, (out, err) in enumerate((logs or [])[:2]):
+        lines = [l for l in err.splitlines() if l.startswith("varpro-rbf:")]
+        check(len(lines) == 1 and re.fullmatch(r"varpro-rbf: stopped by signal at step \d+; run again to resume", lines[0])
+              is not None, f"stop {k + 1}: one line 'stopped by signal at step k; run again to resume' ({lines})")
+        check("PETSC ERROR" not in err, f"stop {k + 1}: no PETSc traceback")
+
+
+def kill(np_):
+    """SIGKILL to every rank: the next run resumes from the last snapshot flushed to the file."""
+    flush = ["-varpro_result_flush_seconds", "0"]
+    for epochs in (2300, 9200, 36800):
+        logs = interrupted(np_, [(signal_ranks(signal.SIGKILL), None)], flush, epochs)
+        if logs is not None:
+            break
+    if logs:
+        step = re.search(r"resuming resumed from step (\d+)", logs[1][0])
+        check(step is not None and int(step.group(1)) > 0, "killed run resumed from a snapshot after step 0")
+
+
 # ---- bad input -----------------------------------------------------------------------------
 
 GOOD_RUN = "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 3}\n"
@@ -262,6 +396,12 @@ def bad_case(case, tmp):
         write(job, head + GOOD_RUN)
         args = [job]
         pattern = r"unexpected argument"
+    elif case == "partial-other-config":
+        write(job, head + "  - {name: x, student_width: 4, N: 16, teacher_width: 8, epochs: 3}\n")
+        run(1, [job])
+        os.rename(f"{out}/x.h5", f"{out}/x.h5.partial")
+        write(job, head + "  - {name: x, student_width: 4, N: 16, teacher_width: 8, epochs: 4}\n")
+        pattern = r"x\.h5\.partial: a partial result of a different configuration; remove it or use --force"
     elif case == "missing-job-file":
         job = os.path.join(tmp, "absent.yaml")
         pattern = r"absent\.yaml"
@@ -296,6 +436,10 @@ def main():
         paths(int(sys.argv[2]))
     elif what == "tasks":
         tasks()
+    elif what == "stop":
+        stop(int(sys.argv[2]))
+    elif what == "kill":
+        kill(int(sys.argv[2]))
     elif what == "bad":
         bad(sys.argv[2])
     else:

@@ -15,6 +15,7 @@
 /* Exit statuses of the executable, documented in the README. */
 #define VARPRO_EXIT_INPUT 2    /* bad job file, option or data file: nothing was trained */
 #define VARPRO_EXIT_DIVERGED 3 /* training produced NaN or Inf, or the inner solve failed */
+#define VARPRO_EXIT_STOPPED 4  /* stopped by SIGTERM or SIGUSR1; the partial result can be resumed */
 
 typedef enum { VARPRO_BIASED = 0, VARPRO_UNBIASED = 1 } VarproRegularization;
 
@@ -60,6 +61,8 @@ PETSC_EXTERN PetscErrorCode VarproConfigFormat(const VarproConfig *cfg, char buf
 
 /* Error handling shared by the executable and the tests: errors of class
    PETSC_ERR_USER_INPUT, PETSC_ERR_FP and PETSC_ERR_NOT_CONVERGED print one line "varpro-rbf: error: ..." on
-   rank 0 of the communicator that raised them, without a PETSc traceback. */
+   rank 0 of the communicator that raised them, without a PETSc traceback; a run stopped by a signal
+   (PETSC_ERR_SIG raised by the trainer) prints one line "varpro-rbf: ..." and exits with
+   VARPRO_EXIT_STOPPED. */
 PETSC_EXTERN PetscErrorCode VarproPushErrorHandler(void);
 PETSC_EXTERN int            VarproExitStatus(PetscErrorCode ierr);
