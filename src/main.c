@@ -42,18 +42,23 @@ static const char usage[] =
   "  -inner_ksp_monitor, -log_view      what the solver does and where time goes\n"
   "\n"
   "  -varpro_result_flush_seconds S     write buffered histories at least every S s (default 10)\n"
+  "  -varpro_claim_stale_seconds S      a claim not refreshed for S s is stale (default 600)\n"
   "\n"
   "A run cut short leaves <name>.h5.partial; the next run of the job resumes it from its last\n"
   "snapshot. SIGTERM or SIGUSR1 stops a run at the next step, saving everything so far.\n"
+  "A run claims its configuration with <name>.h5.claim; a configuration claimed by another\n"
+  "live run is left alone.\n"
   "\n"
   "Exit status: 0 success, 2 bad input (nothing trained), 3 training produced NaN/Inf or the\n"
-  "inner solve failed, 4 stopped by SIGTERM or SIGUSR1 (run again to resume), 1 any other failure.\n";
+  "inner solve failed, 4 stopped by SIGTERM or SIGUSR1 (run again to resume), 5 a configuration\n"
+  "was left alone because another live run holds its claim, 1 any other failure.\n";
 
 typedef struct {
   const char *job_path;
   const char *output_dir; /* NULL: the job file's */
   PetscBool   force, help, version, list;
   PetscReal   progress;
+  PetscReal   claim_stale;           /* seconds after which an unrefreshed claim is stale */
   long long   task;                  /* configuration to train, -1 for all */
   char        error[VARPRO_MSG_MAX]; /* a bad command line, reported once MPI is up */
 } Options;
@@ -166,6 +171,10 @@ static PetscErrorCode RunInfo(int argc, char **argv, char info[], size_t len)
 static PetscErrorCode PrintSummaryRow(const VarproConfig *cfg, const VarproRunSummary *s)
 {
   PetscFunctionBeginUser;
+  if (s->refused) {
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  left alone: another run holds its claim\n", cfg->name));
+    PetscFunctionReturn(0);
+  }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%-44s  %8" PetscInt_FMT "  %14.6e  %12.6e  %10.1f  %10.2f%s\n", cfg->name,
                         s->epochs, (double)s->reduced_risk, (double)s->mmd, (double)s->wall_time,
                         1e3 * (double)s->time_per_step, s->skipped ? "  (existing result)" : ""));
@@ -195,7 +204,8 @@ static PetscErrorCode ReadSummary(const VarproJob *job, const VarproConfig *cfg,
 static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts,
                                   VarproRunSummary *s)
 {
-  char path[VARPRO_PATH_MAX + 256], msg[VARPRO_MSG_MAX] = "";
+  char      path[VARPRO_PATH_MAX + 256], msg[VARPRO_MSG_MAX] = "", owner[VARPRO_MSG_MAX];
+  PetscBool held;
 
   PetscFunctionBeginUser;
   if ((size_t)snprintf(path, sizeof(path), "%s/%s.h5.partial", job->output_dir, cfg->name) >= VARPRO_PATH_MAX)
@@ -205,17 +215,38 @@ static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg,
   PetscCall(VarproInputErrorSync(PETSC_COMM_WORLD, msg));
   PetscCall(VarproProblemValidate(PETSC_COMM_WORLD, job->path, cfg));
   if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &s->skipped));
-  if (!opts->force && !s->skipped) PetscCall(VarproResultPartialCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
+  /* The partial file of a configuration another run is training is that run's business */
+  PetscCall(VarproClaimHeld(PETSC_COMM_WORLD, job->output_dir, cfg, opts->claim_stale, &held, owner, sizeof(owner)));
+  if (!opts->force && !s->skipped && !held) PetscCall(VarproResultPartialCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
   PetscFunctionReturn(0);
 }
 
-/* Trains one configuration, or skips it when its complete result exists. */
+/* Trains one configuration under its claim, or skips it when its complete result exists, or
+   refuses it when another live run holds its claim. */
 static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts, const char info[],
                                 VarproRunSummary *s)
 {
-  VarproTrainer tr;
+  VarproTrainer  tr;
+  VarproClaim    claim = NULL;
+  PetscErrorCode ierr;
+  char           owner[VARPRO_MSG_MAX];
 
   PetscFunctionBeginUser;
+  if (!s->skipped) {
+    PetscCall(
+      VarproClaimAcquire(PETSC_COMM_WORLD, job->output_dir, cfg, opts->claim_stale, &claim, owner, sizeof(owner)));
+    s->refused = (PetscBool)!claim;
+    /* The run that held the claim may have finished it meanwhile */
+    if (claim && !opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &s->skipped));
+    if (s->skipped) PetscCall(VarproClaimRelease(&claim));
+  }
+  if (s->refused) {
+    PetscCall(PetscFPrintf(PETSC_COMM_WORLD, PETSC_STDERR,
+                           "varpro-rbf: error: [%" PetscInt_FMT "/%" PetscInt_FMT
+                           "] %s: left alone, another run is training it: %s\n",
+                           cfg->index + 1, job->nconfigs, cfg->name, owner));
+    PetscFunctionReturn(0);
+  }
   if (s->skipped) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                           "[%" PetscInt_FMT "/%" PetscInt_FMT
@@ -230,8 +261,21 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
   PetscCall(VarproTrainerCreate(PETSC_COMM_WORLD, cfg, &tr));
   PetscCall(VarproTrainerSetProgressInterval(tr, opts->progress));
   PetscCall(VarproTrainerSetResume(tr, (PetscBool)!opts->force));
-  PetscCall(VarproTrainerRun(tr, job->output_dir, info, s));
+  PetscCall(VarproTrainerSetClaim(tr, claim));
+  /* The claim goes whether the run completes, is stopped by a signal or fails */
+  ierr = VarproTrainerRun(tr, job->output_dir, info, s);
+  PetscCall(VarproClaimRelease(&claim));
+  PetscCall(ierr);
   PetscCall(VarproTrainerDestroy(&tr));
+  if (s->claim_lost) {
+    s->refused = PETSC_TRUE;
+    PetscCall(PetscFPrintf(PETSC_COMM_WORLD, PETSC_STDERR,
+                           "varpro-rbf: error: [%" PetscInt_FMT "/%" PetscInt_FMT
+                           "] %s: stopped, another run took its claim over (was this run paused for longer than "
+                           "-varpro_claim_stale_seconds?)\n",
+                           cfg->index + 1, job->nconfigs, cfg->name));
+    PetscFunctionReturn(0);
+  }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                         "[%" PetscInt_FMT "/%" PetscInt_FMT
                         "] %s: done in %.1f s (%.2f ms/step), reduced risk %.6e, MMD %.6e\n",
@@ -242,7 +286,7 @@ static PetscErrorCode RunConfig(const VarproJob *job, const VarproConfig *cfg, c
 
 /* One line per configuration: index, name, whether its result is complete, partial (a run was
    cut short) or still to do, and the cost of the direct path, N M (M + 50) flops a step. */
-static PetscErrorCode PrintList(const VarproJob *job)
+static PetscErrorCode PrintList(const VarproJob *job, PetscReal claim_stale)
 {
   PetscMPIInt rank;
 
@@ -254,12 +298,16 @@ static PetscErrorCode PrintList(const VarproJob *job)
     char                path[VARPRO_PATH_MAX + 16], cost[32] = "?";
     const char         *status = "to do";
     struct stat         st;
+    PetscBool           held;
+    char                owner[VARPRO_MSG_MAX];
 
     PetscCall(VarproResultPath(job->output_dir, cfg, path, VARPRO_PATH_MAX));
     if (!stat(path, &st))
       status = "done";
     else if (!stat(strcat(path, ".partial"), &st))
       status = "partial";
+    PetscCall(VarproClaimHeld(PETSC_COMM_SELF, job->output_dir, cfg, claim_stale, &held, owner, sizeof(owner)));
+    if (held) status = "running";
     if (cfg->N > 0 && cfg->student_width > 0)
       snprintf(cost, sizeof(cost), "%.3g",
                (double)cfg->epochs * cfg->N * cfg->student_width * (cfg->student_width + 50.0) / 1e9);
@@ -299,7 +347,7 @@ static PetscErrorCode WarnUnusedOptions(void)
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
+static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *refused)
 {
   VarproJob         job;
   VarproRunSummary *summaries;
@@ -316,13 +364,17 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
 
   /* Job file, output directory */
   PetscCall(CheckKernelMatType());
+  opts->claim_stale = 600.0;
+  PetscCall(PetscOptionsGetReal(NULL, NULL, "-varpro_claim_stale_seconds", &opts->claim_stale, NULL));
+  PetscCheck(opts->claim_stale > 0, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
+             "option -varpro_claim_stale_seconds: %g is not a number of seconds > 0", (double)opts->claim_stale);
   PetscCall(VarproJobLoad(PETSC_COMM_WORLD, opts->job_path, &job));
   if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
   PetscCheck(opts->task < job.nconfigs, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
              "configuration %lld requested, but %s expands to %" PetscInt_FMT " (0 to %" PetscInt_FMT ")", opts->task,
              job.path, job.nconfigs, job.nconfigs - 1);
   if (opts->list) {
-    PetscCall(PrintList(&job));
+    PetscCall(PrintList(&job, opts->claim_stale));
     PetscCall(VarproJobDestroy(&job));
     PetscFunctionReturn(0);
   }
@@ -343,7 +395,10 @@ static PetscErrorCode RunJob(const Options *opts, int argc, char **argv)
   /* Closing table */
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "\n%-44s  %8s  %14s  %12s  %10s  %10s\n", "configuration", "steps",
                         "reduced risk", "MMD", "wall [s]", "ms/step"));
-  for (PetscInt c = first; c <= last; c++) PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
+  for (PetscInt c = first; c <= last; c++) {
+    PetscCall(PrintSummaryRow(&job.configs[c], &summaries[c]));
+    if (summaries[c].refused) (*refused)++;
+  }
   PetscCall(PetscFree(summaries));
   PetscCall(VarproJobDestroy(&job));
   PetscCall(WarnUnusedOptions());
@@ -355,6 +410,7 @@ int main(int argc, char **argv)
   Options        opts = {0};
   char         **pargv;
   int            pargc, status;
+  PetscInt       refused = 0;
   PetscErrorCode ierr;
 
   /* Our options are taken out before PETSc sees the command line */
@@ -366,8 +422,9 @@ int main(int argc, char **argv)
   PetscCall(VarproTrainerCatchStopSignals());
 
   /* A user's error or a stop by signal ends every rank with a status; any other aborts the job */
-  ierr   = RunJob(&opts, argc, argv);
+  ierr   = RunJob(&opts, argc, argv, &refused);
   status = VarproExitStatus(ierr);
+  if (!status && refused) status = VARPRO_EXIT_CLAIMED;
   if (status == 1) MPI_Abort(PETSC_COMM_WORLD, 1);
   ierr = PetscFinalize();
   free(pargv);

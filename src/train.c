@@ -57,6 +57,8 @@ struct _p_VarproTrainer {
   PetscReal           teacher_self; /* mean teacher-teacher distance, for the MMD */
   PetscReal           progress_interval;
   PetscBool           resume;                 /* continue from a partial result file when there is one */
+  VarproClaim         claim;                  /* refreshed as the run goes; may be NULL */
+  PetscBool           claim_lost;             /* another run took the claim over */
   PetscReal           stage_time[NUM_STAGES]; /* wall seconds per stage, this rank */
 };
 
@@ -248,6 +250,13 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode VarproTrainerSetClaim(VarproTrainer tr, VarproClaim claim)
+{
+  PetscFunctionBeginUser;
+  tr->claim = claim;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seconds)
 {
   PetscFunctionBeginUser;
@@ -422,14 +431,19 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscFunctionReturn(0);
 }
 
-/* Whether a stop was requested on any rank: one small allreduce a step, so that all stop together. */
+/* Whether a stop was requested on any rank, or rank 0 found the claim taken over: one small
+   allreduce a step, so that all stop together. */
 static PetscErrorCode TrainerStopRequested(VarproTrainer tr, PetscBool *stop)
 {
-  int requested = stop_requested ? 1 : 0;
+  PetscBool lost;
+  int       requested = stop_requested ? 1 : 0;
 
   PetscFunctionBeginUser;
+  PetscCall(VarproClaimRefresh(tr->claim, &lost));
+  if (lost) requested = 2;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &requested, 1, MPI_INT, MPI_MAX, tr->comm));
-  *stop = (PetscBool)(requested != 0);
+  *stop          = (PetscBool)(requested != 0);
+  tr->claim_lost = (PetscBool)(requested == 2);
   PetscFunctionReturn(0);
 }
 
@@ -464,7 +478,7 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt f
     /* Asked to stop: w_step is saved as a snapshot, so that a resumed run loses nothing */
     if (step < epochs) PetscCall(TrainerStopRequested(tr, &stop));
     if (stop) {
-      if (step % tr->cfg->saving_step) {
+      if (step % tr->cfg->saving_step && !tr->claim_lost) {
         PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
         PetscCall(VarproResultAppendSnapshot(res, step, tr->features, tr->outer));
         PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
@@ -524,6 +538,11 @@ PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const
 
   /* Stopped by a signal: the partial file is flushed and closed, and every rank exits */
   PetscCall(TrainerLoop(tr, res, first, summary, &stopped));
+  if (stopped >= 0 && tr->claim_lost) {
+    PetscCall(VarproResultDestroy(&res));
+    summary->claim_lost = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
   if (stopped >= 0) {
     PetscCall(VarproResultDestroy(&res));
     SETERRQ(tr->comm, PETSC_ERR_SIG, "stopped by signal at step %" PetscInt_FMT "; run again to resume", stopped);

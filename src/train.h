@@ -1,13 +1,16 @@
 /* Training of one configuration by Variable Projection. */
 #pragma once
 
+#include "claim.h"
 #include "varpro_impl.h"
 
 typedef struct _p_VarproTrainer *VarproTrainer;
 
 /* What a finished (or skipped) run reports for the job's closing table. */
 typedef struct {
-  PetscBool skipped; /* a complete result existed */
+  PetscBool skipped;    /* a complete result existed */
+  PetscBool refused;    /* another live run holds the configuration's claim */
+  PetscBool claim_lost; /* the run stopped because another run took its claim over */
   PetscInt  epochs;
   PetscReal reduced_risk;  /* at the last step taken, before its update */
   PetscReal mmd;           /* at the final features */
@@ -30,6 +33,11 @@ PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seco
 /* Whether a run continues from a partial result file of its configuration (default: yes);
    --force turns this off. */
 PetscErrorCode VarproTrainerSetResume(VarproTrainer tr, PetscBool resume);
+
+/* The claim on the configuration, refreshed as the run goes (default: none). A run whose claim
+   was taken over by another run stops at the next step boundary, adds nothing more to the
+   partial file, and sets claim_lost in its summary. */
+PetscErrorCode VarproTrainerSetClaim(VarproTrainer tr, VarproClaim claim);
 
 /* Catches SIGTERM and SIGUSR1 for the rest of the process: a run then stops at the next step
    boundary on every rank, with its partial result saved, and raises PETSC_ERR_SIG. Call after

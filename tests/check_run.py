@@ -7,6 +7,7 @@
   check_run.py tasks                   --list and one configuration per --task or SLURM_ARRAY_TASK_ID
   check_run.py stop NP                 stopped twice by signals, resumed: the same result bit for bit
   check_run.py kill NP                 killed (SIGKILL) mid-run, resumed from the last snapshot
+  check_run.py claim                   two runs of one configuration at once; stale claims taken over
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
 The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
@@ -195,6 +196,72 @@ runs:
               f"--list shows indices, names and status in grid order: {rows}")
         proc = run(1, [job, "--task", "4"])
         check(proc.returncode == 2 and "configuration 4 requested" in proc.stderr, "--task 4 of 4 is bad input")
+
+
+# ---- claims: one live run per configuration ------------------------------------------------
+
+CLAIM_JOB = """output: {tmp}/out
+defaults: {{N: 512, teacher_width: 256, epochs: {epochs}, saving_step: 50, mmd_points: 11}}
+runs:
+  - {{name: c, student_width: 64}}
+"""
+
+
+def claim():
+    import socket
+    import time
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "claim.yaml")
+        out = os.path.join(tmp, "out")
+        claim_file = os.path.join(out, "c.h5.claim")
+        write(job, CLAIM_JOB.format(tmp=tmp, epochs=20000))
+
+        # Two runs started together: one trains, the other leaves the configuration alone
+        cmd = [MPIRUN, "--oversubscribe", "-n", "1", EXE, job]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        res = [p.communicate(timeout=300) for p in procs]
+        codes = sorted(p.returncode for p in procs)
+        for out_, err in res:
+            print(out_[-800:], err[-800:])
+        check(codes == [0, 5], f"one run exits 0, the other 5 (got {codes})")
+        refused = [err for p, (_, err) in zip(procs, res) if p.returncode == 5]
+        if refused:
+            lines = [l for l in refused[0].splitlines() if l.startswith("varpro-rbf: error:")]
+            check(len(lines) == 1 and re.search(r"\bc: left alone, another run is training it: host \S+ pid \d+",
+                                                lines[0]) is not None,
+                  f"the refused run says who holds the claim ({lines})")
+            check("PETSC ERROR" not in refused[0], "no PETSc traceback")
+        check(os.path.exists(os.path.join(out, "c.h5")) and not os.path.exists(claim_file),
+              "the result is complete and the claim file is gone")
+        with h5py.File(os.path.join(out, "c.h5"), "r") as f:
+            check(int(f.attrs["complete"]) == 1 and f["loss"].shape == (20000,)
+                  and f.attrs["resumed_from"] in ("", b""),
+                  "the result is one uninterrupted run of 20000 steps")
+
+        # Claims whose owner is gone, or not refreshed in time, are taken over; a fresh one is not
+        write(job, CLAIM_JOB.format(tmp=tmp, epochs=50))
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        host = socket.gethostname()
+        cases = [("a dead process on this host", f"host {host} pid {dead.pid} job - started x\n", 0, True),
+                 ("another host, refreshed long ago", "host elsewhere.invalid pid 1 job 7 started x\n", 3600, True),
+                 ("another host, refreshed just now", "host elsewhere.invalid pid 1 job 7 started x\n", 0, False)]
+        for what, text, age, stale in cases:
+            write(claim_file, text)
+            os.utime(claim_file, (time.time() - age, time.time() - age))
+            proc = run(1, [job, "--force", "-varpro_claim_stale_seconds", "600"], timeout=120)
+            print(proc.stdout[-600:], proc.stderr[-600:])
+            if stale:
+                check(proc.returncode == 0 and "taking over the stale claim on c" in proc.stdout,
+                      f"claim of {what}: taken over (exit {proc.returncode})")
+                check(not os.path.exists(claim_file), f"claim of {what}: released after the run")
+            else:
+                check(proc.returncode == 5 and "elsewhere.invalid" in proc.stderr,
+                      f"claim of {what}: refused with exit 5, naming the owner (exit {proc.returncode})")
+                with open(claim_file) as f:
+                    check(f.read() == text, f"claim of {what}: left untouched")
+                listing = run(1, [job, "--list"], timeout=60).stdout
+                check(re.search(r"\bc\s+running\b", listing) is not None, f"--list shows it running ({listing})")
 
 
 # ---- stop by signal, kill, resume -----------------------------------------------------------
@@ -440,6 +507,8 @@ def main():
         stop(int(sys.argv[2]))
     elif what == "kill":
         kill(int(sys.argv[2]))
+    elif what == "claim":
+        claim()
     elif what == "bad":
         bad(sys.argv[2])
     else:

@@ -16,6 +16,7 @@
 #define VARPRO_EXIT_INPUT 2    /* bad job file, option or data file: nothing was trained */
 #define VARPRO_EXIT_DIVERGED 3 /* training produced NaN or Inf, or the inner solve failed */
 #define VARPRO_EXIT_STOPPED 4  /* stopped by SIGTERM or SIGUSR1; the partial result can be resumed */
+#define VARPRO_EXIT_CLAIMED 5  /* a configuration was left alone: another live run holds its claim */
 
 typedef enum { VARPRO_BIASED = 0, VARPRO_UNBIASED = 1 } VarproRegularization;
 

@@ -1,0 +1,227 @@
+/*
+ * Claim files. Array tasks or whole jobs that share a results directory must not train the
+ * same configuration at once: the second would write the partial file under the first. Rank 0
+ * of a run creates <name>.h5.claim with O_EXCL before training and removes it afterwards; a run
+ * that finds a live claim refuses that configuration.
+ *
+ * A run killed outright leaves its claim behind. Such a claim is stale when its owner ran on
+ * this host and its process is gone, or when its modification time, which the owner refreshes
+ * as it trains, is older than the stale time (the only test possible across hosts). A stale
+ * claim is moved aside with rename(), which only one contender can do, and the move is undone
+ * if what was moved turns out to be another run's fresh claim.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "claim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLAIM_TEXT_MAX 512
+
+typedef enum { CLAIM_NONE, CLAIM_LIVE, CLAIM_STALE } ClaimState;
+
+struct _p_VarproClaim {
+  PetscMPIInt rank;
+  char        path[VARPRO_PATH_MAX + 256];
+  char        text[CLAIM_TEXT_MAX]; /* what this run wrote into the file */
+  PetscReal   stale_seconds;
+  time_t      last_refresh;
+};
+
+static PetscErrorCode ClaimPath(const char dir[], const VarproConfig *cfg, char path[], size_t len)
+{
+  PetscFunctionBeginUser;
+  PetscCheck((size_t)snprintf(path, len, "%s/%s.h5.claim", dir, cfg->name) < len, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+             "%s/%s.h5.claim: path too long", dir, cfg->name);
+  PetscFunctionReturn(0);
+}
+
+/* The contents of the claim file at path, "" when it cannot be read; returns -1 when it does not exist. */
+static int ReadText(const char path[], char text[], size_t len)
+{
+  FILE  *f = fopen(path, "r");
+  size_t n;
+
+  text[0] = '\0';
+  if (!f) return errno == ENOENT ? -1 : 0;
+  n       = fread(text, 1, len - 1, f);
+  text[n] = '\0';
+  fclose(f);
+  return 0;
+}
+
+/* What this process writes into a claim file. */
+static void OwnText(char text[], size_t len)
+{
+  char        host[256] = "?", stamp[32] = "?";
+  const char *job = getenv("SLURM_JOB_ID"), *task = getenv("SLURM_ARRAY_TASK_ID");
+  time_t      now = time(NULL);
+  struct tm   tm;
+
+  gethostname(host, sizeof(host) - 1);
+  if (gmtime_r(&now, &tm)) strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  snprintf(text, len, "host %s pid %ld job %s%s%s started %s\n", host, (long)getpid(), job ? job : "-", task ? "_" : "",
+           task ? task : "", stamp);
+}
+
+/* Rank 0: whether the claim at path is absent, live or stale; text gets its contents and owner a
+   description for messages. */
+static ClaimState Inspect(const char path[], PetscReal stale_seconds, char text[], char owner[], size_t len)
+{
+  char        host[256] = "", claim_host[256] = "";
+  long        pid = -1;
+  struct stat st;
+  double      age;
+  PetscBool   dead = PETSC_FALSE;
+
+  if (ReadText(path, text, CLAIM_TEXT_MAX) < 0 || stat(path, &st)) return CLAIM_NONE;
+  age = difftime(time(NULL), st.st_mtime);
+  gethostname(host, sizeof(host) - 1);
+  if (sscanf(text, "host %255s pid %ld", claim_host, &pid) == 2 && !strcmp(host, claim_host) && pid > 0)
+    dead = (PetscBool)(kill((pid_t)pid, 0) && errno == ESRCH);
+  snprintf(owner, len, "%.*s (claim file %s, refreshed %.0f s ago)", (int)strcspn(text, "\n"),
+           text[0] ? text : "an unreadable claim", path, age);
+  return (dead || age > stale_seconds) ? CLAIM_STALE : CLAIM_LIVE;
+}
+
+/* Rank 0: creates the claim file with this run's text; returns 0, EEXIST when another run holds it,
+   or another errno. */
+static int Create(const char path[], const char text[])
+{
+  int    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), err = 0;
+  size_t n = strlen(text);
+
+  if (fd < 0) return errno;
+  if (write(fd, text, n) != (ssize_t)n) err = errno ? errno : EIO;
+  if (close(fd) && !err) err = errno;
+  if (err) unlink(path);
+  return err;
+}
+
+/* Rank 0: moves the stale claim whose contents were stale_text out of the way. Returns whether it
+   was moved; when what got moved is not that claim (another run took it over in between), it is
+   put back. */
+static PetscBool MoveStale(const char path[], const char stale_text[])
+{
+  char aside[VARPRO_PATH_MAX + 300], moved[CLAIM_TEXT_MAX];
+
+  snprintf(aside, sizeof(aside), "%s.stale.%ld", path, (long)getpid());
+  if (rename(path, aside)) return PETSC_FALSE;
+  ReadText(aside, moved, sizeof(moved));
+  if (strcmp(moved, stale_text)) {
+    if (link(aside, path)) { /* someone claimed it again meanwhile: theirs stands */
+    }
+    unlink(aside);
+    return PETSC_FALSE;
+  }
+  unlink(aside);
+  return PETSC_TRUE;
+}
+
+/* Rank 0's answer, shared: state and owner. */
+static PetscErrorCode ShareState(MPI_Comm comm, int *state, char owner[], size_t len)
+{
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Bcast(state, 1, MPI_INT, 0, comm));
+  PetscCallMPI(MPI_Bcast(owner, (PetscMPIInt)len, MPI_CHAR, 0, comm));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproClaimHeld(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
+                               PetscBool *held, char owner[], size_t len)
+{
+  PetscMPIInt rank;
+  char        path[VARPRO_PATH_MAX + 256], text[CLAIM_TEXT_MAX];
+  int         state = CLAIM_NONE;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  owner[0] = '\0';
+  PetscCall(ClaimPath(dir, cfg, path, sizeof(path)));
+  if (rank == 0) state = (int)Inspect(path, stale_seconds, text, owner, len);
+  PetscCall(ShareState(comm, &state, owner, len));
+  *held = (PetscBool)(state == CLAIM_LIVE);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproClaimAcquire(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
+                                  VarproClaim *claim, char owner[], size_t len)
+{
+  VarproClaim c;
+  char        text[CLAIM_TEXT_MAX], msg[VARPRO_MSG_MAX] = "";
+  int         state = CLAIM_NONE;
+
+  PetscFunctionBeginUser;
+  *claim   = NULL;
+  owner[0] = '\0';
+  PetscCall(PetscNew(&c));
+  PetscCallMPI(MPI_Comm_rank(comm, &c->rank));
+  PetscCall(ClaimPath(dir, cfg, c->path, sizeof(c->path)));
+  c->stale_seconds = stale_seconds;
+  c->last_refresh  = time(NULL);
+  OwnText(c->text, sizeof(c->text));
+
+  /* Rank 0 tries twice: a stale claim is moved aside once, then the file is created anew */
+  for (int attempt = 0; c->rank == 0 && attempt < 2; attempt++) {
+    int err = Create(c->path, c->text);
+
+    if (!err) {
+      state = CLAIM_NONE;
+      break;
+    }
+    if (err != EEXIST) {
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "cannot create claim file %s: %s", c->path, strerror(err)));
+      break;
+    }
+    state = (int)Inspect(c->path, stale_seconds, text, owner, len);
+    if (state == CLAIM_LIVE) break;
+    if (state == CLAIM_STALE && attempt == 0 && MoveStale(c->path, text))
+      PetscCall(PetscPrintf(PETSC_COMM_SELF, "  taking over the stale claim on %s: %s\n", cfg->name, owner));
+    else if (state == CLAIM_STALE)
+      state = CLAIM_LIVE; /* another run got there first */
+  }
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscCall(ShareState(comm, &state, owner, len));
+  if (state == CLAIM_LIVE)
+    PetscCall(PetscFree(c));
+  else
+    *claim = c;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproClaimRefresh(VarproClaim claim, PetscBool *lost)
+{
+  char   text[CLAIM_TEXT_MAX];
+  time_t now = time(NULL);
+
+  PetscFunctionBeginUser;
+  *lost = PETSC_FALSE;
+  if (!claim || claim->rank != 0 || difftime(now, claim->last_refresh) < PetscMax(1.0, 0.1 * claim->stale_seconds))
+    PetscFunctionReturn(0);
+  claim->last_refresh = now;
+  if (ReadText(claim->path, text, sizeof(text)) < 0 || strcmp(text, claim->text))
+    *lost = PETSC_TRUE;
+  else if (utimensat(AT_FDCWD, claim->path, NULL, 0))
+    *lost = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproClaimRelease(VarproClaim *claim)
+{
+  char text[CLAIM_TEXT_MAX];
+
+  PetscFunctionBeginUser;
+  if (!*claim) PetscFunctionReturn(0);
+  if ((*claim)->rank == 0 && !ReadText((*claim)->path, text, sizeof(text)) && !strcmp(text, (*claim)->text))
+    unlink((*claim)->path);
+  PetscCall(PetscFree(*claim));
+  PetscFunctionReturn(0);
+}

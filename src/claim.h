@@ -1,0 +1,29 @@
+/* Claim files: one live run per configuration in a shared results directory. */
+#pragma once
+
+#include "varpro_impl.h"
+
+/* A claim on one configuration, held by rank 0 of the run that trains it as the file
+   <dir>/<name>.h5.claim. It records the owner ("host <hostname> pid <pid> job <id>"), and the
+   owner refreshes its modification time as the run goes. A claim is stale, and may be taken
+   over, when its owner ran on this host and that process is gone, or when it has not been
+   refreshed for stale_seconds. */
+typedef struct _p_VarproClaim *VarproClaim;
+
+/* Claims cfg in dir. When another live run holds the claim, *claim is NULL and owner describes it
+   (who, since when, last refresh); every rank gets the same answer. A stale claim is taken over
+   with a line saying so. Collective. */
+PetscErrorCode VarproClaimAcquire(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
+                                  VarproClaim *claim, char owner[], size_t len);
+
+/* Whether another live run holds the claim on cfg in dir (owner describes it). Collective. */
+PetscErrorCode VarproClaimHeld(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
+                               PetscBool *held, char owner[], size_t len);
+
+/* Rank 0 refreshes the claim when at least a tenth of its stale time has passed since the last
+   refresh; *lost is set when the file no longer names this run (another run took it over).
+   Not collective; a cheap no-op on other ranks and on a NULL claim. */
+PetscErrorCode VarproClaimRefresh(VarproClaim claim, PetscBool *lost);
+
+/* Removes the claim file (if it is still this run's) and frees. Not collective. */
+PetscErrorCode VarproClaimRelease(VarproClaim *claim);
