@@ -72,6 +72,23 @@ static void OwnText(char text[], size_t len)
            task ? task : "", stamp);
 }
 
+/* Whether process pid of this host has ended: it does not exist, or (Linux) it is a zombie that
+   nobody has reaped yet, as happens to a killed rank whose parent has gone. */
+static PetscBool ProcessGone(long pid)
+{
+  char  path[64], stat_line[512], *paren;
+  FILE *f;
+
+  if (kill((pid_t)pid, 0) && errno == ESRCH) return PETSC_TRUE;
+  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+  if (!(f = fopen(path, "r"))) return PETSC_FALSE;
+  stat_line[0] = '\0';
+  if (!fgets(stat_line, sizeof(stat_line), f)) stat_line[0] = '\0';
+  fclose(f);
+  paren = strrchr(stat_line, ')');
+  return (PetscBool)(paren && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
 /* Rank 0: whether the claim at path is absent, live or stale; text gets its contents and owner a
    description for messages. */
 static ClaimState Inspect(const char path[], PetscReal stale_seconds, char text[], char owner[], size_t len)
@@ -86,7 +103,7 @@ static ClaimState Inspect(const char path[], PetscReal stale_seconds, char text[
   age = difftime(time(NULL), st.st_mtime);
   gethostname(host, sizeof(host) - 1);
   if (sscanf(text, "host %255s pid %ld", claim_host, &pid) == 2 && !strcmp(host, claim_host) && pid > 0)
-    dead = (PetscBool)(kill((pid_t)pid, 0) && errno == ESRCH);
+    dead = ProcessGone(pid);
   snprintf(owner, len, "%.*s (claim file %s, refreshed %.0f s ago)", (int)strcspn(text, "\n"),
            text[0] ? text : "an unreadable claim", path, age);
   return (dead || age > stale_seconds) ? CLAIM_STALE : CLAIM_LIVE;

@@ -74,9 +74,11 @@ struct _p_VarproResult {
   char           partial_path[VARPRO_PATH_MAX + 8]; /* name while being written */
   hid_t          file;                              /* rank 0, until closed */
   PetscBool      finished;
-  ResultHistory  losses;    /* loss, step_time */
-  ResultHistory  snapshots; /* snapshot_steps, snapshot_features, snapshot_outer_weights */
-  ResultHistory  mmds;      /* mmd_steps, mmd */
+  ResultHistory  losses;                    /* loss, step_time */
+  ResultHistory  snapshots;                 /* snapshot_steps, snapshot_features, snapshot_outer_weights */
+  ResultHistory  mmds;                      /* mmd_steps, mmd */
+  hid_t          ckpt_features, ckpt_steps; /* rank 0: checkpoint_features (2 x M x 2), checkpoint_steps (2) */
+  PetscInt64     ckpt_step[2];              /* the step each checkpoint slot holds, -1 for none */
   PetscReal      flush_seconds;
   PetscLogDouble last_flush;
 };
@@ -949,6 +951,126 @@ static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h, c
   PetscFunctionReturn(0);
 }
 
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* A checkpoint is the features of one step, written between snapshots so that a killed run loses
+   little, in one of two slots of the partial file: checkpoint_features (2 x M x 2) and
+   checkpoint_steps (2), the step each slot holds or -1. The older slot is overwritten, and marked
+   -1 while it is, so a kill in the middle of a checkpoint leaves the previous one intact. The
+   histories before the step are flushed first; the final file holds no checkpoint. */
+
+/* Rank 0: the slot steps on disk, flushed. */
+static PetscErrorCode CheckpointWriteSteps_Private(VarproResult res)
+{
+  PetscFunctionBeginUser;
+  PetscCallH5(H5Dwrite(res->ckpt_steps, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, res->ckpt_step));
+  PetscCallH5(H5Fflush(res->file, H5F_SCOPE_LOCAL));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: creates both slots, empty. */
+static PetscErrorCode CheckpointCreate_Private(VarproResult res)
+{
+  hsize_t fdims[3] = {2, (hsize_t)res->M, 2}, sdims[1] = {2};
+  hid_t   space;
+
+  PetscFunctionBeginUser;
+  PetscCallH5(space = H5Screate_simple(3, fdims, NULL));
+  PetscCallH5(res->ckpt_features = H5Dcreate2(res->file, "checkpoint_features", H5T_IEEE_F64LE, space, H5P_DEFAULT,
+                                              H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(H5Sclose(space));
+  PetscCallH5(space = H5Screate_simple(1, sdims, NULL));
+  PetscCallH5(res->ckpt_steps =
+                H5Dcreate2(res->file, "checkpoint_steps", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(H5Sclose(space));
+  res->ckpt_step[0] = res->ckpt_step[1] = -1;
+  PetscCall(CheckpointWriteSteps_Private(res));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: closes the slots, and with drop removes them from the file. */
+static PetscErrorCode CheckpointClose_Private(VarproResult res, PetscBool drop)
+{
+  PetscFunctionBeginUser;
+  if (res->ckpt_features >= 0) PetscCallH5(H5Dclose(res->ckpt_features));
+  if (res->ckpt_steps >= 0) PetscCallH5(H5Dclose(res->ckpt_steps));
+  res->ckpt_features = res->ckpt_steps = H5I_INVALID_HID;
+  if (drop && H5Lexists(res->file, "checkpoint_features", H5P_DEFAULT) > 0)
+    PetscCallH5(H5Ldelete(res->file, "checkpoint_features", H5P_DEFAULT));
+  if (drop && H5Lexists(res->file, "checkpoint_steps", H5P_DEFAULT) > 0)
+    PetscCallH5(H5Ldelete(res->file, "checkpoint_steps", H5P_DEFAULT));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: writes the features of step into the older slot. */
+static PetscErrorCode CheckpointWriteRoot_Private(VarproResult res, PetscInt step, const PetscReal features[])
+{
+  int     slot     = res->ckpt_step[0] <= res->ckpt_step[1] ? 0 : 1;
+  hsize_t start[3] = {(hsize_t)slot, 0, 0}, count[3] = {1, (hsize_t)res->M, 2};
+  hid_t   filespace, memspace;
+
+  PetscFunctionBeginUser;
+  PetscCall(ResultFlush_Private(res));
+  res->ckpt_step[slot] = -1;
+  PetscCall(CheckpointWriteSteps_Private(res));
+  PetscCallH5(filespace = H5Dget_space(res->ckpt_features));
+  PetscCallH5(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL));
+  PetscCallH5(memspace = H5Screate_simple(3, count, NULL));
+  PetscCallH5(H5Dwrite(res->ckpt_features, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, features));
+  PetscCallH5(H5Sclose(memspace));
+  PetscCallH5(H5Sclose(filespace));
+  PetscCallH5(H5Fflush(res->file, H5F_SCOPE_LOCAL));
+  res->ckpt_step[slot] = step;
+  PetscCall(CheckpointWriteSteps_Private(res));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(ResultCheckOpen_Private(res, "checkpoint_features"));
+  if (res->rank == 0) PetscCall(CheckpointWriteRoot_Private(res, step, features));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0, resuming: opens the slots of a partial file (created when the file has none) and finds
+   the latest checkpoint after step after, at most step upto, with its features; *found says
+   whether there is one. Call with HDF5's error printing off. */
+static PetscErrorCode CheckpointFind_Private(VarproResult res, PetscInt after, PetscInt upto, PetscInt *step,
+                                             PetscReal features[], PetscBool *found)
+{
+  int     best     = -1;
+  hsize_t start[3] = {0, 0, 0}, count[3] = {1, (hsize_t)res->M, 2};
+  hid_t   filespace, memspace;
+
+  PetscFunctionBeginUser;
+  *found             = PETSC_FALSE;
+  res->ckpt_features = H5Dopen2(res->file, "checkpoint_features", H5P_DEFAULT);
+  res->ckpt_steps    = res->ckpt_features >= 0 ? H5Dopen2(res->file, "checkpoint_steps", H5P_DEFAULT) : -1;
+  if (res->ckpt_steps < 0 ||
+      H5Dread(res->ckpt_steps, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, res->ckpt_step) < 0) {
+    PetscCall(CheckpointClose_Private(res, PETSC_TRUE));
+    PetscCall(CheckpointCreate_Private(res));
+    PetscFunctionReturn(0);
+  }
+  for (int k = 0; k < 2; k++)
+    if (res->ckpt_step[k] > after && res->ckpt_step[k] <= upto &&
+        (best < 0 || res->ckpt_step[k] > res->ckpt_step[best]))
+      best = k;
+  if (best < 0) PetscFunctionReturn(0);
+  start[0] = (hsize_t)best;
+  if ((filespace = H5Dget_space(res->ckpt_features)) < 0) PetscFunctionReturn(0);
+  if ((memspace = H5Screate_simple(3, count, NULL)) >= 0) {
+    *found =
+      (PetscBool)(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                  H5Dread(res->ckpt_features, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, features) >= 0);
+    PetscCallH5(H5Sclose(memspace));
+  }
+  PetscCallH5(H5Sclose(filespace));
+  if (*found) *step = (PetscInt)res->ckpt_step[best];
+  PetscFunctionReturn(0);
+}
+
 /* Rank 0: every parameter of cfg as a root attribute, with the resolved widths. */
 static PetscErrorCode ResultWriteConfig_Private(VarproResult res, const VarproConfig *cfg)
 {
@@ -984,6 +1106,7 @@ static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproCon
   PetscCall(HistoryCreate_Private(res->file, &res->losses));
   PetscCall(HistoryCreate_Private(res->file, &res->snapshots));
   PetscCall(HistoryCreate_Private(res->file, &res->mmds));
+  PetscCall(CheckpointCreate_Private(res));
   PetscCall(ResultFlush_Private(res));
   PetscFunctionReturn(0);
 }
@@ -1002,7 +1125,8 @@ static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const V
   r->M             = M;
   r->T             = T;
   r->file          = H5I_INVALID_HID;
-  r->flush_seconds = 10;
+  r->ckpt_features = r->ckpt_steps = H5I_INVALID_HID;
+  r->flush_seconds                 = 10;
   PetscCallMPI(MPI_Comm_rank(comm, &r->rank));
   PetscCall(VarproResultPath(dir, cfg, r->path, sizeof(r->path)));
   PetscCall(PetscSNPrintf(r->partial_path, sizeof(r->partial_path), "%s.partial", r->path));
@@ -1171,6 +1295,23 @@ static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscInt *s
     keep[1] = k - 1;
   }
 
+  /* A later checkpoint whose losses are all in the file beats the snapshot */
+  if (ok) {
+    PetscInt   c;
+    PetscBool  found;
+    PetscReal *stored;
+
+    PetscCall(PetscMalloc1(2 * res->M, &stored));
+    PetscCall(CheckpointFind_Private(res, *step, (PetscInt)rows[0], &c, stored, &found));
+    if (found) PetscCall(PetscArraycpy(features, stored, 2 * res->M));
+    PetscCall(PetscFree(stored));
+    if (found) {
+      *step   = c;
+      keep[0] = (hsize_t)c;
+      for (keep[1] = 0; keep[1] < rows[1] && steps[keep[1]] < c;) keep[1]++;
+    }
+  }
+
   /* MMDs of the steps before s */
   if (*step >= 0) PetscCall(ColumnRead_Private(&res->mmds.column[0], 0, rows[2], steps, &ok));
   for (keep[2] = 0; *step >= 0 && ok && keep[2] < rows[2] && steps[keep[2]] < *step;) keep[2]++;
@@ -1240,6 +1381,7 @@ static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproCon
       PetscCall(
         PetscSNPrintf(note, VARPRO_MSG_MAX, "%s: cannot resume (%s); starting over", res->partial_path, reason));
     if (res->file >= 0) {
+      PetscCall(CheckpointClose_Private(res, PETSC_FALSE));
       PetscCall(HistoryClose_Private(&res->losses));
       PetscCall(HistoryClose_Private(&res->snapshots));
       PetscCall(HistoryClose_Private(&res->mmds));
@@ -1249,7 +1391,10 @@ static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproCon
     PetscFunctionReturn(0);
   }
 
-  /* Forget what belongs to steps from s on: the loop records it again */
+  /* Forget what belongs to steps from s on, checkpoints included: the loop records it again */
+  for (int k = 0; k < 2; k++)
+    if (res->ckpt_step[k] > *step) res->ckpt_step[k] = -1;
+  PetscCall(CheckpointWriteSteps_Private(res));
   PetscCall(HistoryTruncate_Private(&res->losses, keep[0]));
   PetscCall(HistoryTruncate_Private(&res->snapshots, keep[1]));
   PetscCall(HistoryTruncate_Private(&res->mmds, keep[2]));
@@ -1401,6 +1546,7 @@ static PetscErrorCode ResultClose_Private(VarproResult res)
   PetscCall(HistoryClose_Private(&res->losses));
   PetscCall(HistoryClose_Private(&res->snapshots));
   PetscCall(HistoryClose_Private(&res->mmds));
+  PetscCall(CheckpointClose_Private(res, PETSC_FALSE));
   PetscCallH5(H5Fclose(res->file));
   res->file = H5I_INVALID_HID;
   PetscFunctionReturn(0);
@@ -1411,6 +1557,7 @@ static PetscErrorCode ResultClose_Private(VarproResult res)
 static PetscErrorCode ResultFinishRoot_Private(VarproResult res)
 {
   PetscFunctionBeginUser;
+  PetscCall(CheckpointClose_Private(res, PETSC_TRUE));
   PetscCall(H5AttrWriteInt_Private(res->file, "complete", 1));
   PetscCall(ResultClose_Private(res));
   PetscCheck(!rename(res->partial_path, res->path), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot rename %s to %s: %s",

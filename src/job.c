@@ -7,6 +7,7 @@
    the schema has none is rejected at its first event, however deep the input nests.
 
      output: DIR
+     checkpoint: {steps: K, minutes: T}         (optional; either or both)
      defaults: {RUN KEYS}                       (optional; every key but name)
      runs: [{RUN KEYS}, ...]
      RUN KEYS: name, regularization*, student_width*, lambda*, gamma*, seed*, epochs, N,
@@ -40,6 +41,7 @@ const char *const VarproRegularizations[] = {"biased", "unbiased", NULL};
 #define JOB_DEFAULT_TEACHER_WIDTH 4096
 #define JOB_DEFAULT_TIME_SCALE 0.0009765625 /* 2^-10 */
 #define JOB_DEFAULT_MMD_POINTS 1001
+#define JOB_DEFAULT_CHECKPOINT_MINUTES 10.0
 
 /* Limits: a job file is a short text; a job of more configurations is surely a typo */
 #define JOB_FILE_MAX (16 * 1024 * 1024) /* bytes */
@@ -112,6 +114,8 @@ typedef struct {
 /* The whole file, before expansion. */
 typedef struct {
   char        output_dir[VARPRO_PATH_MAX];
+  PetscInt    checkpoint_steps;   /* 0: none by step count */
+  PetscReal   checkpoint_minutes; /* 0: none by time */
   RunSpec     defaults;
   yaml_mark_t runs_mark; /* of the runs sequence */
   PetscInt    nruns, maxruns;
@@ -609,24 +613,63 @@ static PetscErrorCode JobParseRuns(JobReader *r, JobSpec *spec)
   PetscFunctionReturn(0);
 }
 
-/* The top mapping: output, defaults, runs; the current event starts it. */
+/* The checkpoint mapping {steps: K, minutes: T}; the current event starts it. */
+static PetscErrorCode JobParseCheckpoint(JobReader *r, JobSpec *spec)
+{
+  static const char *const keys[]   = {"steps", "minutes"};
+  static const KeyInfo     steps    = {"steps", KIND_INT, PETSC_FALSE, 0, PETSC_MAX_INT, PETSC_FALSE};
+  static const KeyInfo     minutes  = {"minutes", KIND_REAL, PETSC_FALSE, 0, 0, PETSC_FALSE};
+  yaml_mark_t              start    = r->event.start_mark, where[2];
+  PetscBool                given[2] = {PETSC_FALSE, PETSC_FALSE};
+  PetscInt                 k        = 0;
+  PetscInt64               value;
+
+  PetscFunctionBeginUser;
+  if (r->event.type != YAML_MAPPING_START_EVENT)
+    JobProblem(r, start, "expected a mapping {steps: K, minutes: T}, got %s", JobEventWhat(&r->event));
+  JobCheckProblem(r);
+  for (;;) {
+    PetscCall(JobNext(r));
+    JobCheckProblem(r);
+    if (r->event.type == YAML_MAPPING_END_EVENT) break;
+    PetscCall(JobReadKey(r, "checkpoint.", keys, 2, given, where, &k));
+    JobCheckProblem(r);
+    PetscCall(JobNext(r));
+    JobCheckProblem(r);
+    if (r->event.type != YAML_SCALAR_EVENT)
+      JobProblem(r, r->event.start_mark, "expected a single value, got %s", JobEventWhat(&r->event));
+    JobCheckProblem(r);
+    if (k == 0) {
+      JobScalarInt(r, &steps, &value);
+      spec->checkpoint_steps = (PetscInt)value;
+    } else {
+      JobScalarReal(r, &minutes, &spec->checkpoint_minutes);
+      if (!r->msg[0] && spec->checkpoint_minutes < 0)
+        JobProblem(r, r->event.start_mark, "must be >= 0, got %g", (double)spec->checkpoint_minutes);
+    }
+    JobCheckProblem(r);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The top mapping: output, checkpoint, defaults, runs; the current event starts it. */
 static PetscErrorCode JobParseTop(JobReader *r, JobSpec *spec)
 {
-  static const char *const keys[]   = {"output", "defaults", "runs"};
-  yaml_mark_t              start    = r->event.start_mark, where[3];
-  PetscBool                given[3] = {PETSC_FALSE, PETSC_FALSE, PETSC_FALSE};
+  static const char *const keys[]   = {"output", "defaults", "runs", "checkpoint"};
+  yaml_mark_t              start    = r->event.start_mark, where[4];
+  PetscBool                given[4] = {PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE};
   PetscInt                 k        = 0;
 
   PetscFunctionBeginUser;
   if (r->event.type != YAML_MAPPING_START_EVENT)
-    JobProblem(r, start, "the top level must be a mapping with keys output, defaults, runs; got %s",
+    JobProblem(r, start, "the top level must be a mapping with keys output, checkpoint, defaults, runs; got %s",
                JobEventWhat(&r->event));
   JobCheckProblem(r);
   for (;;) {
     PetscCall(JobNext(r));
     JobCheckProblem(r);
     if (r->event.type == YAML_MAPPING_END_EVENT) break;
-    PetscCall(JobReadKey(r, "", keys, 3, given, where, &k));
+    PetscCall(JobReadKey(r, "", keys, 4, given, where, &k));
     JobCheckProblem(r);
     PetscCall(JobNext(r));
     JobCheckProblem(r);
@@ -634,8 +677,10 @@ static PetscErrorCode JobParseTop(JobReader *r, JobSpec *spec)
       PetscCall(JobReadString(r, spec->output_dir, sizeof(spec->output_dir)));
     else if (k == 1)
       PetscCall(JobParseRun(r, &spec->defaults, PETSC_TRUE));
-    else
+    else if (k == 2)
       PetscCall(JobParseRuns(r, spec));
+    else
+      PetscCall(JobParseCheckpoint(r, spec));
     JobCheckProblem(r);
   }
 
@@ -661,13 +706,13 @@ static PetscErrorCode JobParseStream(JobReader *r, JobSpec *spec)
   PetscCall(JobNext(r));
   JobCheckProblem(r);
   if (r->event.type == YAML_STREAM_END_EVENT)
-    JobProblem(r, origin, "the file is empty; expected a mapping with keys output, defaults, runs");
+    JobProblem(r, origin, "the file is empty; expected a mapping with keys output, checkpoint, defaults, runs");
   JobCheckProblem(r);
   PetscCall(JobNext(r));
   JobCheckProblem(r);
   if (r->event.type == YAML_SCALAR_EVENT && !r->event.data.scalar.length &&
       r->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-    JobProblem(r, origin, "the file is empty; expected a mapping with keys output, defaults, runs");
+    JobProblem(r, origin, "the file is empty; expected a mapping with keys output, checkpoint, defaults, runs");
   JobCheckProblem(r);
   PetscCall(JobParseTop(r, spec));
   JobCheckProblem(r);
@@ -854,6 +899,8 @@ static PetscErrorCode JobExpand(JobReader *r, JobSpec *spec, VarproJob *job)
 
   /* Every configuration, named */
   PetscCall(PetscStrncpy(job->output_dir, spec->output_dir, sizeof(job->output_dir)));
+  job->checkpoint_steps   = spec->checkpoint_steps;
+  job->checkpoint_minutes = spec->checkpoint_minutes;
   PetscCall(PetscCalloc1(total, &job->configs));
   job->nconfigs = (PetscInt)total;
   for (PetscInt i = 0; i < spec->nruns; i++) {
@@ -943,8 +990,9 @@ static PetscErrorCode JobLoadLocal(const char path[], VarproJob *job, char msg[]
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(&r, sizeof(r)));
   PetscCall(PetscMemzero(&spec, sizeof(spec)));
-  r.path = path;
-  r.msg  = msg;
+  spec.checkpoint_minutes = JOB_DEFAULT_CHECKPOINT_MINUTES;
+  r.path                  = path;
+  r.msg                   = msg;
   PetscCall(PetscStrlen(path, &len));
   if (len >= VARPRO_PATH_MAX)
     (void)snprintf(msg, VARPRO_MSG_MAX, "%.64s...: job file path longer than %d characters", path, VARPRO_PATH_MAX - 1);
@@ -980,6 +1028,8 @@ static PetscErrorCode JobBroadcast(MPI_Comm comm, VarproJob *job)
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Bcast(job->output_dir, sizeof(job->output_dir), MPI_CHAR, 0, comm));
+  PetscCallMPI(MPI_Bcast(&job->checkpoint_steps, 1, MPIU_INT, 0, comm));
+  PetscCallMPI(MPI_Bcast(&job->checkpoint_minutes, 1, MPIU_REAL, 0, comm));
   PetscCallMPI(MPI_Bcast(&job->nconfigs, 1, MPIU_INT, 0, comm));
   if (rank) PetscCall(PetscMalloc1(job->nconfigs, &job->configs));
   bytes = (size_t)job->nconfigs * sizeof(VarproConfig);

@@ -58,6 +58,8 @@ struct _p_VarproTrainer {
   PetscReal           progress_interval;
   PetscBool           resume;                 /* continue from a partial result file when there is one */
   VarproClaim         claim;                  /* refreshed as the run goes; may be NULL */
+  PetscInt            checkpoint_steps;       /* a checkpoint every this many steps (0: never by count) */
+  PetscReal           checkpoint_seconds;     /* and at least this often (0: never by time) */
   PetscBool           claim_lost;             /* another run took the claim over */
   PetscReal           stage_time[NUM_STAGES]; /* wall seconds per stage, this rank */
 };
@@ -247,6 +249,14 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(VarproProblemDestroy(&tr->prob));
   PetscCall(PetscFree(tr));
   *trainer = NULL;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproTrainerSetCheckpoint(VarproTrainer tr, PetscInt steps, PetscReal minutes)
+{
+  PetscFunctionBeginUser;
+  tr->checkpoint_steps   = steps;
+  tr->checkpoint_seconds = 60 * minutes;
   PetscFunctionReturn(0);
 }
 
@@ -458,7 +468,7 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt f
   PetscInt       nmmd = 0, *mmd_steps = NULL, next_mmd = 0, step, nsteps;
   PetscReal     *gradient, *step_time, risk = NAN, mmd = NAN;
   PetscBool      stop  = PETSC_FALSE;
-  double         start = MPI_Wtime(), last_print = start, t0 = 0.0, t1;
+  double         start = MPI_Wtime(), last_print = start, last_checkpoint = start, t0 = 0.0, t1;
 
   PetscFunctionBeginUser;
   *stopped = -1;
@@ -485,6 +495,16 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt f
       }
       *stopped = step;
       break;
+    }
+
+    /* A checkpoint when due: by step count, or by rank 0's clock (only rank 0 writes) */
+    if (step > first && step < epochs &&
+        ((tr->checkpoint_steps > 0 && step % tr->checkpoint_steps == 0) ||
+         (tr->checkpoint_seconds > 0 && MPI_Wtime() - last_checkpoint >= tr->checkpoint_seconds))) {
+      PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
+      PetscCall(VarproResultCheckpoint(res, step, tr->features));
+      PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
+      last_checkpoint = MPI_Wtime();
     }
 
     /* Reduced risk and feature gradient; the step, except after the last one, where the risk

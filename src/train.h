@@ -34,6 +34,10 @@ PetscErrorCode VarproTrainerSetProgressInterval(VarproTrainer tr, PetscReal seco
    --force turns this off. */
 PetscErrorCode VarproTrainerSetResume(VarproTrainer tr, PetscBool resume);
 
+/* A checkpoint (VarproResultCheckpoint) every steps steps and at least every minutes minutes of
+   rank 0's clock; 0 turns either off (default: both off). */
+PetscErrorCode VarproTrainerSetCheckpoint(VarproTrainer tr, PetscInt steps, PetscReal minutes);
+
 /* The claim on the configuration, refreshed as the run goes (default: none). A run whose claim
    was taken over by another run stops at the next step boundary, adds nothing more to the
    partial file, and sets claim_lost in its summary. */

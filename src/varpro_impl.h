@@ -70,13 +70,12 @@ typedef struct _p_VarproResult *VarproResult;
 PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
                                   VarproResult *res);
 /* Reopens dir/<name>.h5.partial, left by an earlier run of cfg that died or was stopped, to continue
-   it from its last snapshot: on return *step is that snapshot's step s and features (M x 2, every
-   rank) its exact features, and every history of the file is cut back to what belongs to the steps
-   before s (loss and step_time: the first s entries; snapshots and MMDs: steps < s), so that the
-   caller records step s onwards again. s is added to the string attribute "resumed_from". When there
-   is no partial file, or it cannot be read or holds no snapshot (a line says so), *step is -1 and
-   *res NULL: the caller starts over. A partial file of another configuration raises
-   PETSC_ERR_USER_INPUT. Collective. */
+   it from its last snapshot or checkpoint, whichever is later: on return *step is its step s and
+   features (M x 2, every rank) its exact features, and every history of the file is cut back to what belongs to the
+   steps before s (loss and step_time: the first s entries; snapshots and MMDs: steps < s), so that the caller records
+   step s onwards again. s is added to the string attribute "resumed_from". When there is no partial file, or it cannot
+   be read or holds no snapshot (a line says so), *step is -1 and *res NULL: the caller starts over. A partial file of
+   another configuration raises PETSC_ERR_USER_INPUT. Collective. */
 PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
                                   PetscInt *step, PetscReal features[], VarproResult *res);
 /* Raises PETSC_ERR_USER_INPUT when dir/<name>.h5.partial holds a configuration other than cfg's
@@ -87,6 +86,11 @@ PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal
 PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step, const PetscReal features[],
                                           const PetscReal outer_weights[]); /* M x 2, M */
 PetscErrorCode VarproResultAppendMMD(VarproResult res, PetscInt step, PetscReal mmd);
+/* A checkpoint: the features of step (M x 2, before its update), with every history of the steps
+   before it flushed, kept in the partial file (two slots, so that a kill in the middle of one
+   leaves the previous one) until the result is finished; VarproResultResume continues from the
+   latest of the last snapshot and the last checkpoint. Not collective; rank 0 writes. */
+PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[]);
 PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value);
 PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value);
 PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[]);

@@ -7,6 +7,7 @@
   check_run.py tasks                   --list and one configuration per --task or SLURM_ARRAY_TASK_ID
   check_run.py stop NP                 stopped twice by signals, resumed: the same result bit for bit
   check_run.py kill NP                 killed (SIGKILL) mid-run, resumed from the last snapshot
+  check_run.py checkpoint NP           killed between snapshots and mid-checkpoint, resumed from checkpoints
   check_run.py claim                   two runs of one configuration at once; stale claims taken over
   check_run.py bad CASE                one kind of bad input: exit status 2, message, no result
 
@@ -311,17 +312,17 @@ def signal_mpirun(sig):
     return lambda proc: os.kill(proc.pid, sig)
 
 
-def resume_job(tmp, epochs):
+def resume_job(tmp, epochs, saving_step=10, top=""):
     job = os.path.join(tmp, "resume.yaml")
     write(job, f"""output: {tmp}/out
-runs:
+{top}runs:
   - name: resumed
     student_width: 24
     N: 301
     teacher_width: 64
     seed: 9
     epochs: {epochs}
-    saving_step: 10
+    saving_step: {saving_step}
 """)
     return job
 
@@ -335,12 +336,12 @@ def compare_bitwise(ref_path, path, what):
         return resumed.decode() if isinstance(resumed, bytes) else resumed
 
 
-def interrupted(np_, interruptions, flush_args, epochs):
+def interrupted(np_, interruptions, flush_args, epochs, **job_keys):
     """Reference run, then a run interrupted once per entry of interruptions (a deliver function and
     the expected exit status), then the run that completes. Returns None when a run finished
     before its signal (the caller lengthens it), else the list of stdouts."""
     with tempfile.TemporaryDirectory() as tmp:
-        job = resume_job(tmp, epochs)
+        job = resume_job(tmp, epochs, **job_keys)
         final, partial = f"{tmp}/out/resumed.h5", f"{tmp}/out/resumed.h5.partial"
         proc = run(np_, [job, "--output", f"{tmp}/ref"])
         check(proc.returncode == 0, f"uninterrupted run of {epochs} steps at {np_} rank(s) exits 0")
@@ -393,6 +394,32 @@ def kill(np_):
     if logs:
         step = re.search(r"resuming resumed from step (\d+)", logs[1][0])
         check(step is not None and int(step.group(1)) > 0, "killed run resumed from a snapshot after step 0")
+
+
+def checkpoint(np_):
+    """Checkpoints between snapshots: a run killed (SIGKILL) resumes from the last one, and a kill
+    in the middle of a checkpoint (one every step, so most kills land in one) leaves the previous."""
+    sparse = dict(saving_step=5000, top="checkpoint: {steps: 7}\n")
+    for epochs in (20000, 80000, 320000):
+        logs = interrupted(np_, [(signal_ranks(signal.SIGKILL), None)], [], epochs, **sparse)
+        if logs is not None:
+            break
+    if logs:
+        step = re.search(r"resuming resumed from step (\d+)", logs[1][0])
+        s = int(step.group(1)) if step else -1
+        check(s > 0 and s % 7 == 0 and s % 5000 != 0,
+              f"killed run resumed from a checkpoint (a multiple of 7 between snapshots), step {s}")
+    every = dict(saving_step=5000, top="checkpoint: {steps: 1}\n")
+    kills = [(signal_ranks(signal.SIGKILL), None)] * 3
+    for epochs in (8000, 32000, 128000):
+        logs = interrupted(np_, kills, [], epochs, **every)
+        if logs is not None:
+            break
+    if logs:
+        steps = [int(m) for out, _ in logs for m in re.findall(r"resuming resumed from step (\d+)", out)]
+        check(len(steps) == 3 and all(s > 0 and s % 5000 for s in steps) and steps == sorted(steps),
+              f"each of three kills resumed from a checkpoint after the previous one: {steps}")
+        check(not any("starting over" in out for out, _ in logs), "no kill left a file that had to be started over")
 
 
 # ---- bad input -----------------------------------------------------------------------------
@@ -507,6 +534,8 @@ def main():
         stop(int(sys.argv[2]))
     elif what == "kill":
         kill(int(sys.argv[2]))
+    elif what == "checkpoint":
+        checkpoint(int(sys.argv[2]))
     elif what == "claim":
         claim()
     elif what == "bad":

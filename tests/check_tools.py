@@ -1,17 +1,22 @@
 #!/usr/bin/python3
-"""Checks of tools/figures.py and tools/compare.py on short real runs, run by meson test.
+"""Checks of tools/figures.py, tools/compare.py and tools/summary.py on short real runs, run
+by meson test.
 
   check_tools.py figures   [TOOLS_DIR]   every family's PNG/PDF, the GIF, skipped families
   check_tools.py compare   [TOOLS_DIR]   table rows and values against the files, shape checks
   check_tools.py bad-files [TOOLS_DIR]   truncated, incomplete and damaged results: exit 2
   check_tools.py scaling   [TOOLS_DIR]   the scaling figure from a CSV, and a bad CSV
+  check_tools.py summary   [TOOLS_DIR]   the summary table and CSV against the files, a run
+                                         stopped by a signal, damaged files, usage errors
 
 The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN); ranks
 from VARPRO_TOOLS_RANKS (default 1). TOOLS_DIR defaults to ../tools beside this file.
 """
+import csv
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -268,7 +273,6 @@ def test_compare(tools):
                       f"{name}: no paper value")
             check(f"short (compared at step {EPOCHS})" in note, f"{name}: marked short")
 
-        import csv
         with open(csv_path, newline="") as f:
             table = {row["name"]: row for row in csv.DictReader(f)}
         check(set(table) == set(runs), "the CSV has one row per run")
@@ -383,8 +387,202 @@ def test_scaling(tools):
               f"a CSV without the nodes and time_per_step columns: exit 2, one line ({lines})")
 
 
+# ---- summary ---------------------------------------------------------------------------------
+
+SUMMARY_JOB = """output: {out}
+defaults: {{N: 128, teacher_width: 128, epochs: 60, saving_step: 10, mmd_points: 11}}
+runs:
+  - regularization: [unbiased, biased]
+    student_width: [16, 8]
+    lambda: 1.0e-3
+  - regularization: unbiased
+    student_width: 8
+    lambda: 1.0e-2
+    gamma: -1
+"""
+
+# A run long enough to be stopped by SIGUSR1 after its first progress line
+STOPPED_JOB = """output: {out}
+runs:
+  - {{name: stopped, regularization: unbiased, student_width: 8, N: 64, teacher_width: 64,
+      epochs: 400000, saving_step: 100, mmd_points: 11}}
+"""
+SUMMARY_COLUMNS = ["name", "regularization", "M", "lambda", "gamma", "steps", "epochs",
+                   "final_reduced_risk", "final_mmd", "wall_time", "steps_per_second", "status",
+                   "note"]
+
+
+def stop_after_progress(job_path):
+    """Runs the job, sends SIGUSR1 to mpirun (which forwards it) after the first progress
+    line and returns the exit status."""
+    cmd = [MPIRUN, "-n", RANKS, EXE, job_path, "--progress", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "%)" in line:
+            proc.send_signal(signal.SIGUSR1)
+            break
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    print(out[-600:], err[-600:])
+    return proc.returncode
+
+
+def summary_expected(results):
+    """name -> CSV row (as strings) the summary must write for each complete result file."""
+    rows = {}
+    for fn in sorted(os.listdir(results)):
+        if not fn.endswith(".h5"):
+            continue
+        try:
+            f = h5py.File(os.path.join(results, fn), "r")
+        except OSError:
+            continue  # the damaged file
+        with f:
+            a = f.attrs
+            rows[text_attr(a["name"])] = {
+                "name": text_attr(a["name"]), "regularization": text_attr(a["regularization"]),
+                "M": str(int(a["student_width"])), "lambda": repr(float(a["lambda"])),
+                "gamma": repr(float(a["gamma"])), "steps": str(f["loss"].shape[0]),
+                "epochs": str(int(a["epochs"])),
+                "final_reduced_risk": repr(float(a["final_reduced_risk"])),
+                "final_mmd": repr(float(a["final_mmd"])), "wall_time": repr(float(a["wall_time"])),
+                "steps_per_second": repr(1.0 / float(a["time_per_step"])),
+                "status": "complete", "note": "",
+            }
+    return rows
+
+
+def parse_summary(stdout):
+    """name -> the cells of the printed table (the note joined back into one cell)."""
+    lines = stdout.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("name ")), len(lines))
+    rows = []
+    for ln in lines[start + 1:]:
+        if not ln.strip():
+            break
+        cells = ln.split()
+        rows.append(cells[:12] + [" ".join(cells[12:])])
+    return rows
+
+
+def test_summary(tools):
+    with tempfile.TemporaryDirectory() as tmp:
+        results = make_results(tmp, SUMMARY_JOB)
+        expected = summary_expected(results)
+        check(len(expected) == 5, f"the short job gave five results ({sorted(expected)})")
+
+        # A real partial result: a run stopped by a signal, left as stopped.h5.partial
+        stop_job = os.path.join(tmp, "stop.yaml")
+        with open(stop_job, "w") as f:
+            f.write(STOPPED_JOB.format(out=results))
+        code = stop_after_progress(stop_job)
+        stopped = os.path.join(results, "stopped.h5.partial")
+        check(code == 4 and os.path.isfile(stopped),
+              f"the run stopped by SIGUSR1 exits 4 and leaves its partial file (status {code})")
+        with h5py.File(stopped, "r") as f:
+            stopped_steps = f["loss"].shape[0]
+            stopped_snapshot = int(f["snapshot_steps"][-1])
+        check(0 < stopped_steps < 400000, f"the stopped run reached step {stopped_steps}")
+
+        # A partial file that is not HDF5, and a complete result cut in half
+        with open(os.path.join(results, "garbage.h5.partial"), "wb") as f:
+            f.write(b"not HDF5: cut short before its first flush")
+        good = os.path.join(results, "unbiased-M8-lambda0.001-gamma100-seed0.h5")
+        truncated = os.path.join(results, "truncated.h5")
+        with open(good, "rb") as f:
+            data = f.read()
+        with open(truncated, "wb") as f:
+            f.write(data[: len(data) // 2])
+
+        proc = tool(tools, "summary.py", [results])
+        print(proc.stdout, proc.stderr)
+        check(proc.returncode == 0,
+              f"summary.py exits 0 with a damaged file (status {proc.returncode})")
+        check("Traceback" not in proc.stdout + proc.stderr, "summary.py prints no traceback")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        check(len(lines) == 1 and lines[0].startswith(f"summary.py: error: {truncated}: "),
+              f"one error line naming the truncated file ({lines})")
+
+        # The CSV, at full precision, against the files read back with h5py
+        csv_path = os.path.join(results, "summary.csv")
+        check(os.path.isfile(csv_path), "the CSV goes to RESULTS_DIR/summary.csv by default")
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, table = reader.fieldnames, list(reader)
+        check(header == SUMMARY_COLUMNS, f"CSV columns {header}")
+        names = [r["name"] for r in table]
+        want_names = sorted(list(expected) + ["garbage", "stopped", "truncated"])
+        check(names == want_names, f"one CSV row per file, sorted by name ({names})")
+        by_name = {r["name"]: r for r in table}
+        for name, want in expected.items():
+            got = by_name.get(name)
+            check(got == want, f"{name}: CSV row equals the file's values ({got} want {want})")
+        got = by_name.get("stopped", {})
+        check(got.get("status") == "partial" and got.get("steps") == str(stopped_steps)
+              and got.get("epochs") == "400000" and got.get("M") == "8"
+              and got.get("regularization") == "unbiased"
+              and all(got.get(c) == "" for c in ("final_reduced_risk", "final_mmd", "wall_time",
+                                                 "steps_per_second"))
+              and got.get("note") == f"last snapshot at step {stopped_snapshot}",
+              f"stopped: partial at step {stopped_steps}, last snapshot {stopped_snapshot} ({got})")
+        got = by_name.get("garbage", {})
+        check(got.get("status") == "partial" and got.get("steps") == ""
+              and got.get("note", "").startswith("cannot be read: "),
+              f"garbage: partial, step unknown, the reason in the note ({got})")
+        got = by_name.get("truncated", {})
+        check(got.get("status") == "unreadable" and got.get("steps") == ""
+              and "truncated file" in got.get("note", ""),
+              f"truncated: unreadable, with the reason ({got})")
+
+        # The printed table: same rows, same order, values as formatted from the files
+        rows = parse_summary(proc.stdout)
+        check([c[0] for c in rows] == want_names,
+              f"table rows sorted by name ({[c[0] for c in rows]})")
+        for c in rows:
+            want = expected.get(c[0])
+            if want is None:
+                continue
+            risk, mmd = float(want["final_reduced_risk"]), float(want["final_mmd"])
+            check(c[1:9] + [c[11]] == [want["regularization"], want["M"], f"{float(want['lambda']):g}",
+                                       f"{float(want['gamma']):g}", want["steps"], want["epochs"],
+                                       f"{risk:.4g}", f"{mmd:.4g}", "complete"],
+                  f"{c[0]}: table cells {c[1:9] + [c[11]]}")
+            check(math.isclose(float(c[9]), float(want["wall_time"]), rel_tol=1e-3)
+                  and math.isclose(float(c[10]), float(want["steps_per_second"]), rel_tol=1e-2),
+                  f"{c[0]}: wall time {c[9]} and steps/s {c[10]} from the file")
+        stopped_row = next((c for c in rows if c[0] == "stopped"), [])
+        check(stopped_row[5:6] == [str(stopped_steps)] and stopped_row[11:12] == ["partial"],
+              f"stopped: table says partial at step {stopped_steps} ({stopped_row})")
+        check(f"{len(want_names)} file(s): 5 complete, 2 partial, 1 unreadable" in proc.stdout,
+              "the count line")
+
+        # --csv - writes the same CSV to stdout, and nothing else
+        proc = tool(tools, "summary.py", [results, "--csv", "-"])
+        with open(csv_path, newline="") as f:
+            check(proc.returncode == 0 and proc.stdout == f.read(),
+                  "--csv - prints the CSV of RESULTS_DIR/summary.csv")
+
+        # Usage errors: exit 2, one line naming the directory or file
+        missing = os.path.join(tmp, "no-such-dir")
+        empty = os.path.join(tmp, "empty")
+        os.makedirs(empty)
+        for args, what, needle in (([missing], "a missing directory", missing),
+                                   ([empty], "a directory without results", empty),
+                                   ([results, "--csv", os.path.join(missing, "x.csv")],
+                                    "an unwritable CSV path", os.path.join(missing, "x.csv"))):
+            proc = tool(tools, "summary.py", args)
+            lines = [ln for ln in proc.stderr.splitlines()
+                     if ln.strip() and truncated not in ln]
+            check(proc.returncode == 2 and len(lines) == 1 and needle in lines[0]
+                  and lines[0].startswith("summary.py: error: ") and "Traceback" not in proc.stderr,
+                  f"{what}: exit 2, one line ({lines})")
+
+
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("figures", "compare", "bad-files", "scaling"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("figures", "compare", "bad-files", "scaling", "summary"):
         print(__doc__)
         return 2
     tools = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(
@@ -393,7 +591,7 @@ def main():
         print("VARPRO_EXE must name the varpro-rbf executable")
         return 1
     {"figures": test_figures, "compare": test_compare, "bad-files": test_bad_files,
-     "scaling": test_scaling}[sys.argv[1]](tools)
+     "scaling": test_scaling, "summary": test_summary}[sys.argv[1]](tools)
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 

@@ -129,6 +129,8 @@ static PetscErrorCode TestGood(Tester *t)
   PetscCall(VarproJobLoad(t->comm, path, &job));
   PetscCall(Check(t, !strcmp(job.path, path) && !strcmp(job.output_dir, "results/test-job"),
                   "good.yaml: path and output directory"));
+  PetscCall(Check(t, job.checkpoint_steps == 250 && job.checkpoint_minutes == 10.0,
+                  "good.yaml: a checkpoint every 250 steps and, by default, every 10 minutes"));
   PetscCall(PetscSNPrintf(what, sizeof(what), "good.yaml: %d configurations (got %d)", (int)n, (int)job.nconfigs));
   PetscCall(Check(t, job.nconfigs == n, what));
   for (PetscInt i = 0; i < n && job.nconfigs == n; i++) {
@@ -211,7 +213,11 @@ static const BadFixture bad[] = {
   {"runs-empty.yaml", 2, 7, "runs: empty sequence"},
   {"runs-scalar.yaml", 2, 7, "runs: expected a sequence of run mappings, got a scalar"},
   {"run-scalar.yaml", 3, 5, "runs: expected a mapping of run keys, got a scalar"},
-  {"unknown-top-key.yaml", 2, 1, "run: unknown key; allowed keys are output, defaults, runs"},
+  {"checkpoint-steps-range.yaml", 2, 21, "checkpoint.steps: must be >= 0, got -5"},
+  {"checkpoint-minutes-range.yaml", 2, 34, "checkpoint.minutes: must be >= 0, got -1"},
+  {"checkpoint-unknown-key.yaml", 2, 14, "checkpoint.every: unknown key; allowed keys are steps, minutes"},
+  {"checkpoint-scalar.yaml", 2, 13, "checkpoint: expected a mapping {steps: K, minutes: T}, got a scalar"},
+  {"unknown-top-key.yaml", 2, 1, "run: unknown key; allowed keys are output, defaults, runs, checkpoint"},
   {"unknown-key.yaml", 4, 5, "learning_rate: unknown key; allowed keys are name, regularization, student_width"},
   {"duplicate-key.yaml", 5, 5, "lambda: duplicate key (first given at line 4, column 5)"},
   {"int-text.yaml", 3, 20, "student_width: expected an integer, got 'abc'"},

@@ -27,6 +27,8 @@ packages=(
   libyaml-dev libhdf5-openmpi-dev hdf5-tools librandom123-dev
   python3 python3-numpy python3-h5py python3-matplotlib
   clang-format
+  # the SLURM test (tests/slurm): a one-node cluster; srun --mpi=pmix loads libpmix.so of libpmix-dev
+  munge slurmctld slurmd slurm-client libpmix-dev
 )
 
 # Packages: install only those missing

@@ -164,21 +164,9 @@ def print_table(rows):
              str(r["steps"]), r["family"], fmt(r["final_mmd"], ".4g"), fmt(r["paper_mmd"], "g"),
              fmt(r["mmd_ratio"], ".2f"), fmt(r["final_risk"], ".4g"), fmt(r["paper_risk"], "g"),
              fmt(r["risk_ratio"], ".2f"), r["note"]] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
     right = {2, 3, 4, 5, 7, 8, 9, 10, 11, 12}
-
-    def line(cells):
-        out = []
-        for i, (c, w) in enumerate(zip(cells, widths)):
-            if i == len(cells) - 1:
-                out.append(c)
-            else:
-                out.append(c.rjust(w) if i in right else c.ljust(w))
-        return "  ".join(out).rstrip()
-
-    print(line(head))
-    for b in body:
-        print(line(b))
+    for text in vr.table_lines(head, body, right):
+        print(text)
 
 
 def write_csv(rows, path):

@@ -274,3 +274,16 @@ def teacher_output(teacher, points, chunk=256):
         d = wrap(teacher[s:s + chunk, None, :] - points[None, :, :])
         y += np.sum(8.0 * np.exp(-2.0 * np.hypot(d[..., 0], d[..., 1])), axis=0)
     return y / teacher.shape[0]
+
+
+def table_lines(head, body, right):
+    """The lines of a plain-text table: columns padded to their widest cell, those whose index is in
+    right aligned right; the last column is left ragged."""
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+
+    def line(cells):
+        out = [c if i == len(cells) - 1 else (c.rjust(w) if i in right else c.ljust(w))
+               for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(out).rstrip()
+
+    return [line(cells) for cells in [head] + body]

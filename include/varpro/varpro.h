@@ -46,6 +46,8 @@ typedef struct {
 typedef struct {
   char          path[VARPRO_PATH_MAX];       /* the job file as given */
   char          output_dir[VARPRO_PATH_MAX]; /* where result files go */
+  PetscInt      checkpoint_steps;            /* a checkpoint every this many steps; 0: none by count */
+  PetscReal     checkpoint_minutes;          /* and at least every this many minutes; 0: none by time */
   PetscInt      nconfigs;
   VarproConfig *configs; /* nconfigs entries, identical on every rank */
 } VarproJob;
