@@ -4,24 +4,29 @@
  * solved with a KSP whose options prefix is "inner_".
  *
  * F (N x M) is split by rows over the ranks and owned by the caller. K is held by rows:
- * rank r owns ceil(M/P) of them (the last rank fewer), summed from every rank's Gram
- * contribution F_r^T F_r by one reduce-scatter. Three ways to hold it (-inner_kernel_mat_type):
+ * rank r owns ceil(M/P) of them (the last rank fewer), each row block summed from every
+ * rank's contribution F_r^T F_r by one reduction to its owner, so that no rank holds more
+ * than O(M^2 / P) of it. Three ways to hold it (-inner_kernel_mat_type):
  *   scalapack  assembled every step, converted to MATSCALAPACK, Cholesky (the reference)
  *   dense      assembled every step as MATMPIDENSE, warm-started CG with Jacobi
  *   matfree    never assembled for the solve: CG on v -> F^T (F v) / (N M) + lambda v,
- *              preconditioned by the Cholesky factor of K from an earlier step, which is
- *              refreshed when the iteration count or its age says it has gone stale
+ *              warm-started from the extrapolated last solutions and preconditioned by the
+ *              kernel matrix of an earlier step, inverted (replicated, M <= 4096) or factored
+ *              (distributed), which is refreshed when the iterations it costs outweigh what a
+ *              refresh costs
  */
 #include "inner.h"
 
 #include <petscblaslapack.h>
 #include <petscksp.h>
 
+#define EXTRAPOLATE_MAX 2
+
 typedef enum { KERNEL_MAT_SCALAPACK, KERNEL_MAT_DENSE, KERNEL_MAT_MATFREE } KernelMatType;
 static const char *const KernelMatTypes[] = {"scalapack", "dense", "matfree", "KernelMatType", "KERNEL_MAT_", NULL};
 
 /* Events of the assembly, shown by -log_view. */
-static PetscLogEvent EVENT_GRAM, EVENT_GRAM_SYMMETRIZE, EVENT_GRAM_REDUCE, EVENT_KERNEL_FILL;
+static PetscLogEvent EVENT_GRAM, EVENT_GRAM_REDUCE, EVENT_FACTOR;
 
 struct _p_VarproInner {
   MPI_Comm         comm;
@@ -30,32 +35,42 @@ struct _p_VarproInner {
   PetscInt         M, N, nlocal;          /* student width, data points, this rank's points */
   PetscReal        lambda, u_prior;       /* ridge strength; 0 (biased) or 1 (unbiased) */
   const PetscReal *F;                     /* nlocal x M, column-major, the caller's */
-  const PetscReal *targets;               /* nlocal, the caller's */
-  PetscReal       *gram;                  /* M x (M + 1): column j = row j of F^T F / (N M), then (F^T y / N)_j */
-  PetscReal       *gram_rows;             /* mrows x (M + 1): this rank's summed rows of gram */
-  PetscMPIInt     *counts;                /* size: entries of gram each rank receives */
-  PetscMPIInt     *vec_counts;            /* size: entries of an M-vector each rank owns */
-  PetscInt         mstart, mrows;         /* rows of K owned by this rank */
-  KernelMatType    kernel_type;
-  Mat              K;      /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here */
-  Mat              Kop;    /* the KSP's operator: K, its ScaLAPACK copy, or the matrix-free shell */
-  Vec              rhs, u; /* distributed like the rows of K */
-  Vec              u_all;  /* sequential copy of u on every rank */
-  VecScatter       to_all;
-  KSP              ksp;
+  const PetscReal *Fty;                   /* M, the caller's: F^T y over this rank's points */
+  PetscReal       *gram;                  /* replicated factor: M x (M + 1), column j = row j of F^T F / (N M)
+                                             (upper triangle), then (F^T y / N)_j */
+  PetscReal    *gram_block[2];            /* distributed: ceil(M/P) x M, a row block of F^T F / (N M) */
+  PetscBool     kernel_full;              /* distributed: whole rows of K, not only its lower triangle */
+  PetscMPIInt  *vec_counts;               /* size: entries of an M-vector each rank owns */
+  PetscInt      mstart, mrows;            /* rows of K owned by this rank */
+  KernelMatType kernel_type;
+  Mat           K;      /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here */
+  Mat           Kop;    /* the KSP's operator: K, its ScaLAPACK copy, or the matrix-free shell */
+  Vec           rhs, u; /* distributed like the rows of K */
+  Vec           u_all;  /* sequential copy of u on every rank */
+  VecScatter    to_all;
+  KSP           ksp;
   /* Matrix-free path only */
-  PetscBool  replicated;   /* factor held whole on every rank (else distributed by ScaLAPACK) */
-  Mat        Kfactor;      /* K at the last refresh: MATSEQDENSE copy, or MATSCALAPACK */
-  KSP        factor_ksp;   /* its Cholesky factor, applied as the preconditioner */
-  Vec        x_all, y_all; /* sequential copies of Krylov vectors on every rank */
+  PetscBool  replicated;   /* K at the last refresh factored whole on every rank (else by ScaLAPACK) */
+  PetscReal *Kinv_rows;    /* replicated: mrows x M, column-major, this rank's rows of that K's inverse */
+  Mat        Kfactor;      /* distributed: K at the last refresh, MATSCALAPACK */
+  KSP        factor_ksp;   /* distributed: its Cholesky factor, applied as the preconditioner */
+  Vec        x_all;        /* sequential copy of a Krylov vector on every rank */
   PetscReal *Fx;           /* nlocal: F x for this rank's points */
   PetscReal *FtFx;         /* M: this rank's F^T F x, before the reduction */
+  PetscReal  refresh_cost; /* what a refresh costs, in CG iterations */
   PetscInt   refresh_its;  /* refresh the factor after a solve needing more iterations */
-  PetscInt   refresh_age;  /* ... or once it is this many steps old */
+  PetscInt   refresh_age;  /* ... or once it is this many steps old (0: no limit) */
   PetscInt   last_refresh; /* step of the last refresh, -1 before the first */
+  PetscInt   cycle_its;    /* iterations of the solves since the last refresh */
+  PetscInt   cycle_solves; /* and their number */
   PetscInt   last_its;     /* iterations of the last solve */
   PetscInt64 iterations;   /* over all solves */
   PetscInt64 assemblies;   /* kernel matrices assembled (and factored) */
+  /* Iterative solves: the warm start */
+  PetscBool warm;                        /* the KSP takes an initial guess */
+  PetscInt  extrapolate;                 /* degree of the polynomial through the last solutions it follows */
+  PetscInt  nhist;                       /* solutions held in u_hist */
+  Vec       u_hist[EXTRAPOLATE_MAX + 1]; /* the last solutions, newest first, distributed like u */
 };
 
 /* Rows of the kernel matrix owned by rank r: ceil(M/P) each while they last. A ScaLAPACK copy
@@ -73,24 +88,12 @@ static PetscBool KernelRowsFitScaLAPACK(PetscInt M, PetscMPIInt size)
   return (PetscBool)((size - 1) * ((M + size - 1) / size) <= M);
 }
 
-/* Fills the strictly lower part of the leading M x M block of gram (leading dimension M + 1)
-   from its upper part, in tiles, so that column j holds row j. */
-static void GramSymmetrize(PetscInt M, PetscReal gram[])
-{
-  const PetscInt ld = M + 1, tile = 64;
-
-  for (PetscInt jb = 0; jb < M; jb += tile)
-    for (PetscInt ib = jb; ib < M; ib += tile)
-      for (PetscInt j = jb; j < PetscMin(jb + tile, M); j++)
-        for (PetscInt i = PetscMax(ib, j + 1); i < PetscMin(ib + tile, M); i++) gram[j * ld + i] = gram[i * ld + j];
-}
-
-/* This rank's contribution: F^T F / (N M) (dsyrk, upper, then mirrored) and F^T y / N,
-   the latter stored as the extra (M+1)-th entry of each column. */
+/* Replicated factor: this rank's contribution F^T F / (N M) (dsyrk, upper triangle) and
+   F^T y / N, the latter stored as the extra (M+1)-th entry of each column of gram. */
 static PetscErrorCode InnerLocalGram(VarproInner in)
 {
-  PetscBLASInt M, n, ld, one = 1;
-  PetscReal    alpha = 1.0 / ((PetscReal)in->N * in->M), beta = 0.0, alpha_rhs = 1.0 / in->N;
+  PetscBLASInt M, n, ld;
+  PetscReal    alpha = 1.0 / ((PetscReal)in->N * in->M), beta = 0.0;
 
   PetscFunctionBeginUser;
   PetscCall(PetscBLASIntCast(in->M, &M));
@@ -98,67 +101,101 @@ static PetscErrorCode InnerLocalGram(VarproInner in)
   PetscCall(PetscBLASIntCast(in->M + 1, &ld));
   PetscCall(PetscLogEventBegin(EVENT_GRAM, 0, 0, 0, 0));
   PetscCallBLAS("BLASsyrk", BLASsyrk_("U", "T", &M, &n, &alpha, in->F, &n, &beta, in->gram, &ld));
-  PetscCallBLAS("BLASgemv",
-                BLASgemv_("T", &n, &M, &alpha_rhs, in->F, &n, in->targets, &one, &beta, in->gram + in->M, &ld));
-  PetscCall(PetscLogFlops((PetscLogDouble)in->nlocal * in->M * (in->M + 1) + 2.0 * in->nlocal * in->M));
+  for (PetscInt j = 0; j < in->M; j++) in->gram[j * (in->M + 1) + in->M] = in->Fty[j] / in->N;
+  PetscCall(PetscLogFlops((PetscLogDouble)in->nlocal * in->M * (in->M + 1)));
   PetscCall(PetscLogEventEnd(EVENT_GRAM, 0, 0, 0, 0));
-  PetscCall(PetscLogEventBegin(EVENT_GRAM_SYMMETRIZE, 0, 0, 0, 0));
-  GramSymmetrize(in->M, in->gram);
-  PetscCall(PetscLogEventEnd(EVENT_GRAM_SYMMETRIZE, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
-/* Sums the ranks' contributions into this rank's rows of K and of the right-hand side, and
-   adds lambda I (and lambda 1 for the unbiased problem). */
-static PetscErrorCode InnerAssembleDistributed(VarproInner in)
-{
-  const PetscInt ld = in->M + 1;
-  PetscReal     *Kloc, *b;
-  PetscInt       lda;
-
-  PetscFunctionBeginUser;
-  in->assemblies++;
-  PetscCall(InnerLocalGram(in));
-  PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
-  PetscCallMPI(MPI_Reduce_scatter(in->gram, in->gram_rows, in->counts, MPIU_REAL, MPIU_SUM, in->comm));
-  PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
-
-  /* gram_rows holds rows of K contiguously; the dense local block is column-major */
-  PetscCall(PetscLogEventBegin(EVENT_KERNEL_FILL, 0, 0, 0, 0));
-  PetscCall(MatDenseGetLDA(in->K, &lda));
-  PetscCall(MatDenseGetArrayWrite(in->K, &Kloc));
-  PetscCall(VecGetArrayWrite(in->rhs, &b));
-  for (PetscInt i = 0; i < in->mrows; i++) {
-    const PetscReal *row = &in->gram_rows[i * ld];
-
-    for (PetscInt j = 0; j < in->M; j++) Kloc[j * lda + i] = row[j];
-    Kloc[(in->mstart + i) * lda + i] += in->lambda;
-    b[i] = row[in->M] + in->lambda * in->u_prior;
-  }
-  PetscCall(VecRestoreArrayWrite(in->rhs, &b));
-  PetscCall(MatDenseRestoreArrayWrite(in->K, &Kloc));
-  PetscCall(PetscLogEventEnd(EVENT_KERNEL_FILL, 0, 0, 0, 0));
-  if (in->kernel_type == KERNEL_MAT_SCALAPACK) PetscCall(MatConvert(in->K, MATSCALAPACK, MAT_REUSE_MATRIX, &in->Kop));
-  if (in->kernel_type == KERNEL_MAT_MATFREE && !in->replicated)
-    PetscCall(MatConvert(in->K, MATSCALAPACK, MAT_REUSE_MATRIX, &in->Kfactor));
-  PetscFunctionReturn(0);
-}
-
-/* Matrix-free path: only the right-hand side F^T y / N (+ lambda 1), reduced onto its owners. */
+/* The right-hand side F^T y / N (+ lambda 1), reduced onto its owners. */
 static PetscErrorCode InnerRightHandSide(VarproInner in)
 {
-  PetscBLASInt M, n, one = 1;
-  PetscReal    alpha = 1.0 / in->N, beta = 0.0, *b;
+  PetscReal *b;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscBLASIntCast(in->M, &M));
-  PetscCall(PetscBLASIntCast(in->nlocal, &n));
-  PetscCallBLAS("BLASgemv", BLASgemv_("T", &n, &M, &alpha, in->F, &n, in->targets, &one, &beta, in->FtFx, &one));
+  for (PetscInt j = 0; j < in->M; j++) in->FtFx[j] = in->Fty[j] / in->N;
   PetscCall(VecGetArrayWrite(in->rhs, &b));
   PetscCallMPI(MPI_Reduce_scatter(in->FtFx, b, in->vec_counts, MPIU_REAL, MPIU_SUM, in->comm));
   for (PetscInt i = 0; i < in->mrows; i++) b[i] += in->lambda * in->u_prior;
   PetscCall(VecRestoreArrayWrite(in->rhs, &b));
-  PetscCall(PetscLogFlops(2.0 * in->nlocal * in->M));
+  PetscFunctionReturn(0);
+}
+
+/* Rows [s, s + m) of this rank's contribution F^T F / (N M), columns [0, ncols), into block
+   (m x ncols, column-major): ncols is s + m for the lower triangle with the diagonal block, which
+   is all a Cholesky factorization reads, or M for whole rows. Over all row blocks the lower
+   triangle costs what one dsyrk does. */
+static PetscErrorCode InnerGramRowBlock(VarproInner in, PetscInt s, PetscInt m, PetscInt ncols, PetscReal block[])
+{
+  const PetscReal *Fs = in->F + s * in->nlocal; /* nlocal x m: the columns of F of these rows */
+  PetscBLASInt     bm, bs, bn, br, n;
+  PetscReal        alpha = 1.0 / ((PetscReal)in->N * in->M), beta = 0.0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscBLASIntCast(m, &bm));
+  PetscCall(PetscBLASIntCast(s, &bs));
+  PetscCall(PetscBLASIntCast(in->nlocal, &n));
+  PetscCall(PetscBLASIntCast(ncols - s - m, &br));
+  PetscCall(PetscLogEventBegin(EVENT_GRAM, 0, 0, 0, 0));
+
+  /* Left of the diagonal block, the diagonal block (lower, then mirrored), right of it if asked */
+  if (bs) PetscCallBLAS("BLASgemm", BLASgemm_("T", "N", &bm, &bs, &n, &alpha, Fs, &n, in->F, &n, &beta, block, &bm));
+  PetscCallBLAS("BLASsyrk", BLASsyrk_("L", "T", &bm, &n, &alpha, Fs, &n, &beta, block + s * m, &bm));
+  for (PetscInt j = 0; j < m; j++)
+    for (PetscInt i = 0; i < j; i++) block[(s + j) * m + i] = block[(s + i) * m + j];
+  if (br) {
+    PetscCall(PetscBLASIntCast(ncols - s - m, &bn));
+    PetscCallBLAS("BLASgemm", BLASgemm_("T", "N", &bm, &bn, &n, &alpha, Fs, &n, in->F + (s + m) * in->nlocal, &n, &beta,
+                                        block + (s + m) * m, &bm));
+  }
+  PetscCall(PetscLogFlops((PetscLogDouble)in->nlocal * m * (2.0 * s + m + 1 + 2.0 * (ncols - s - m))));
+  PetscCall(PetscLogEventEnd(EVENT_GRAM, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* Sums the ranks' contributions into this rank's rows of K, one row block at a time (so that
+   no rank holds more than two blocks of M^2 / P numbers besides K), the reduction of each block
+   overlapping the product of the next; adds lambda I, and builds the right-hand side. */
+static PetscErrorCode InnerAssembleDistributed(VarproInner in)
+{
+  MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  PetscReal  *Kloc;
+  PetscInt    lda;
+
+  PetscFunctionBeginUser;
+  in->assemblies++;
+  PetscCall(MatDenseGetLDA(in->K, &lda));
+  PetscCheck(lda == in->mrows || !in->mrows, PETSC_COMM_SELF, PETSC_ERR_PLIB,
+             "kernel matrix: leading dimension %" PetscInt_FMT, lda);
+  PetscCall(MatDenseGetArray(in->K, &Kloc));
+
+  /* Block q goes to rank q: its own block is computed in place in K, the others in a buffer */
+  for (PetscMPIInt q = 0; q < in->size; q++) {
+    PetscInt    s, m, ncols;
+    PetscReal  *block;
+    PetscMPIInt count;
+
+    KernelRowPartition(in->M, in->size, q, &s, &m);
+    if (!m) continue;
+    ncols = in->kernel_full ? in->M : s + m;
+    block = q == in->rank ? Kloc : in->gram_block[q % 2];
+    PetscCallMPI(MPI_Wait(&req[q % 2], MPI_STATUS_IGNORE));
+    PetscCall(InnerGramRowBlock(in, s, m, ncols, block));
+    PetscCall(PetscMPIIntCast(m * ncols, &count));
+    PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+    PetscCallMPI(MPI_Ireduce(q == in->rank ? MPI_IN_PLACE : block, q == in->rank ? Kloc : NULL, count, MPIU_REAL,
+                             MPIU_SUM, q, in->comm, &req[q % 2]));
+    PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+  }
+  PetscCall(PetscLogEventBegin(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+  PetscCallMPI(MPI_Waitall(2, req, MPI_STATUSES_IGNORE));
+  PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
+  for (PetscInt i = 0; i < in->mrows; i++) Kloc[(in->mstart + i) * lda + i] += in->lambda;
+  PetscCall(MatDenseRestoreArray(in->K, &Kloc));
+  PetscCall(InnerRightHandSide(in));
+  if (in->kernel_type == KERNEL_MAT_SCALAPACK) PetscCall(MatConvert(in->K, MATSCALAPACK, MAT_REUSE_MATRIX, &in->Kop));
+  if (in->kernel_type == KERNEL_MAT_MATFREE && !in->replicated)
+    PetscCall(MatConvert(in->K, MATSCALAPACK, MAT_REUSE_MATRIX, &in->Kfactor));
   PetscFunctionReturn(0);
 }
 
@@ -194,10 +231,13 @@ static PetscErrorCode KernelMultMatFree(Mat A, Vec x, Vec y)
   PetscFunctionReturn(0);
 }
 
-/* The preconditioner of the matrix-free path: the Cholesky factor of K at the last refresh. */
+/* The preconditioner of the matrix-free path: the kernel matrix of the last refresh, inverted. */
 static PetscErrorCode StaleFactorApply(PC pc, Vec x, Vec y)
 {
-  VarproInner in;
+  VarproInner      in;
+  PetscBLASInt     M, m, one = 1;
+  PetscReal        unit = 1.0, zero = 0.0, *yl;
+  const PetscReal *xa;
 
   PetscFunctionBeginUser;
   PetscCall(PCShellGetContext(pc, &in));
@@ -206,22 +246,29 @@ static PetscErrorCode StaleFactorApply(PC pc, Vec x, Vec y)
     PetscFunctionReturn(0);
   }
 
-  /* Replicated: gather x, solve with the local factor, keep this rank's part */
+  /* Replicated: gather x, then this rank's rows of the inverse times it */
+  PetscCall(PetscBLASIntCast(in->M, &M));
+  PetscCall(PetscBLASIntCast(in->mrows, &m));
   PetscCall(VecScatterBegin(in->to_all, x, in->x_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(in->to_all, x, in->x_all, INSERT_VALUES, SCATTER_FORWARD));
-  PetscCall(KSPSolve(in->factor_ksp, in->x_all, in->y_all));
-  PetscCall(VecScatterBegin(in->to_all, in->y_all, y, INSERT_VALUES, SCATTER_REVERSE_LOCAL));
-  PetscCall(VecScatterEnd(in->to_all, in->y_all, y, INSERT_VALUES, SCATTER_REVERSE_LOCAL));
+  PetscCall(VecGetArrayRead(in->x_all, &xa));
+  PetscCall(VecGetArrayWrite(y, &yl));
+  if (m) PetscCallBLAS("BLASgemv", BLASgemv_("N", &m, &M, &unit, in->Kinv_rows, &m, xa, &one, &zero, yl, &one));
+  PetscCall(VecRestoreArrayWrite(y, &yl));
+  PetscCall(VecRestoreArrayRead(in->x_all, &xa));
+  PetscCall(PetscLogFlops(2.0 * in->mrows * in->M));
   PetscFunctionReturn(0);
 }
 
 /* Replicated factor: the whole kernel matrix on every rank (one allreduce of the Gram
-   contributions), and this rank's rows of the right-hand side. */
-static PetscErrorCode InnerAssembleReplicated(VarproInner in)
+   contributions), inverted in place through its Cholesky factor, of which this rank keeps its
+   rows; and this rank's rows of the right-hand side. */
+static PetscErrorCode InnerAssembleReplicated(VarproInner in, PetscInt step)
 {
   const PetscInt ld = in->M + 1;
-  PetscReal     *Kall, *b;
+  PetscReal     *b;
   PetscMPIInt    count;
+  PetscBLASInt   M, lda, info;
 
   PetscFunctionBeginUser;
   in->assemblies++;
@@ -232,26 +279,46 @@ static PetscErrorCode InnerAssembleReplicated(VarproInner in)
   PetscCall(PetscLogEventEnd(EVENT_GRAM_REDUCE, 0, 0, 0, 0));
 
   /* Column j of gram is row (and column) j of K, then the right-hand side entry */
-  PetscCall(PetscLogEventBegin(EVENT_KERNEL_FILL, 0, 0, 0, 0));
-  PetscCall(MatDenseGetArrayWrite(in->Kfactor, &Kall));
-  for (PetscInt j = 0; j < in->M; j++) {
-    PetscCall(PetscArraycpy(&Kall[j * in->M], &in->gram[j * ld], in->M));
-    Kall[j * in->M + j] += in->lambda;
-  }
-  PetscCall(MatDenseRestoreArrayWrite(in->Kfactor, &Kall));
   PetscCall(VecGetArrayWrite(in->rhs, &b));
   for (PetscInt i = 0; i < in->mrows; i++) b[i] = in->gram[(in->mstart + i) * ld + in->M] + in->lambda * in->u_prior;
   PetscCall(VecRestoreArrayWrite(in->rhs, &b));
-  PetscCall(PetscLogEventEnd(EVENT_KERNEL_FILL, 0, 0, 0, 0));
+
+  /* K^{-1} from K = U^T U in the leading M x M block (upper triangle), then this rank's rows */
+  PetscCall(PetscLogEventBegin(EVENT_FACTOR, 0, 0, 0, 0));
+  for (PetscInt j = 0; j < in->M; j++) in->gram[j * ld + j] += in->lambda;
+  PetscCall(PetscBLASIntCast(in->M, &M));
+  PetscCall(PetscBLASIntCast(ld, &lda));
+  PetscCallBLAS("LAPACKpotrf", LAPACKpotrf_("U", &M, in->gram, &lda, &info));
+  PetscCheck(info == 0, in->comm, PETSC_ERR_NOT_CONVERGED,
+             "step %" PetscInt_FMT ": the kernel matrix is not positive definite (Cholesky pivot %d); lambda = %g is "
+             "too small for double precision",
+             step, (int)info, (double)in->lambda);
+  PetscCallBLAS("LAPACKpotri", LAPACKpotri_("U", &M, in->gram, &lda, &info));
+  PetscCheck(info == 0, in->comm, PETSC_ERR_NOT_CONVERGED,
+             "step %" PetscInt_FMT ": the kernel matrix is singular (inverse pivot %d)", step, (int)info);
+  for (PetscInt j = 0; j < in->M; j++)
+    for (PetscInt i = 0; i < in->mrows; i++) {
+      PetscInt r = in->mstart + i;
+
+      in->Kinv_rows[j * in->mrows + i] = r <= j ? in->gram[j * ld + r] : in->gram[r * ld + j];
+    }
+  PetscCall(PetscLogFlops((PetscLogDouble)in->M * in->M * in->M));
+  PetscCall(PetscLogEventEnd(EVENT_FACTOR, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
 /* Whether the matrix-free path refactors at this step: at the first step, when the last solve
-   needed more than refresh_its iterations, or when the factor is refresh_age steps old. */
+   needed more than refresh_its iterations, when the factor is refresh_age steps old, or when
+   the last solve's iterations exceed the mean cost of a solve since the last refresh, the
+   refresh counted at refresh_cost iterations. The last rule keeps the factor while the
+   iterations it saves pay for the refresh (the mean over the cycle still falls), and depends on
+   iteration counts only, so that a run is reproducible. */
 static PetscBool InnerFactorStale(VarproInner in, PetscInt step)
 {
   if (in->last_refresh < 0) return PETSC_TRUE;
-  return (PetscBool)(in->last_its > in->refresh_its || step - in->last_refresh >= in->refresh_age);
+  if (in->last_its > in->refresh_its || (in->refresh_age > 0 && step - in->last_refresh >= in->refresh_age))
+    return PETSC_TRUE;
+  return (PetscBool)(in->last_its * in->cycle_solves > in->refresh_cost + in->cycle_its);
 }
 
 /* Matrix-free path: the factor is refreshed when stale, else only the right-hand side is built. */
@@ -263,15 +330,46 @@ static PetscErrorCode InnerAssembleMatFree(VarproInner in, PetscInt step)
     PetscFunctionReturn(0);
   }
   if (in->replicated)
-    PetscCall(InnerAssembleReplicated(in));
-  else
+    PetscCall(InnerAssembleReplicated(in, step));
+  else {
     PetscCall(InnerAssembleDistributed(in));
-  PetscCall(KSPSetOperators(in->factor_ksp, in->Kfactor, in->Kfactor));
+    PetscCall(KSPSetOperators(in->factor_ksp, in->Kfactor, in->Kfactor));
+  }
   in->last_refresh = step;
+  in->cycle_its    = 0;
+  in->cycle_solves = 0;
   PetscFunctionReturn(0);
 }
 
-/* Solves for u, warm-started from the previous step when the KSP iterates, and copies it to
+/* The initial guess of an iterative solve: the polynomial of degree extrapolate (at most) through
+   the last solutions, one step further: u_0, 2 u_0 - u_1 or 3 u_0 - 3 u_1 + u_2, newest first.
+   The solution of a step changes smoothly with the features, so this starts closer than u_0. */
+static PetscErrorCode InnerInitialGuess(VarproInner in)
+{
+  static const PetscScalar coefficients[EXTRAPOLATE_MAX + 1][EXTRAPOLATE_MAX + 1] = {{1, 0, 0}, {2, -1, 0}, {3, -3, 1}};
+  PetscInt                 degree = PetscMin(in->extrapolate, in->nhist - 1);
+
+  PetscFunctionBeginUser;
+  if (!in->nhist) PetscFunctionReturn(0);
+  PetscCall(VecSet(in->u, 0.0));
+  PetscCall(VecMAXPY(in->u, degree + 1, coefficients[degree], in->u_hist));
+  PetscFunctionReturn(0);
+}
+
+/* Keeps the solution just found in the history, dropping the oldest. */
+static PetscErrorCode InnerPushSolution(VarproInner in)
+{
+  Vec oldest = in->u_hist[in->extrapolate];
+
+  PetscFunctionBeginUser;
+  for (PetscInt k = in->extrapolate; k > 0; k--) in->u_hist[k] = in->u_hist[k - 1];
+  in->u_hist[0] = oldest;
+  PetscCall(VecCopy(in->u, in->u_hist[0]));
+  in->nhist = PetscMin(in->nhist + 1, in->extrapolate + 1);
+  PetscFunctionReturn(0);
+}
+
+/* Solves for u, warm-started from the previous steps when the KSP iterates, and copies it to
    every rank. */
 PetscErrorCode VarproInnerSolve(VarproInner in, PetscInt step, PetscReal outer[])
 {
@@ -280,9 +378,13 @@ PetscErrorCode VarproInnerSolve(VarproInner in, PetscInt step, PetscReal outer[]
 
   PetscFunctionBeginUser;
   if (in->kernel_type != KERNEL_MAT_MATFREE) PetscCall(KSPSetOperators(in->ksp, in->Kop, in->Kop));
+  if (in->warm) PetscCall(InnerInitialGuess(in));
   PetscCall(KSPSolve(in->ksp, in->rhs, in->u));
+  if (in->warm) PetscCall(InnerPushSolution(in));
   PetscCall(KSPGetIterationNumber(in->ksp, &in->last_its));
   in->iterations += in->last_its;
+  in->cycle_its += in->last_its;
+  in->cycle_solves++;
   PetscCall(KSPGetConvergedReason(in->ksp, &reason));
   PetscCheck(reason != KSP_DIVERGED_NANORINF, in->comm, PETSC_ERR_FP,
              "step %" PetscInt_FMT ": the inner solve met NaN or Inf (features or outer weights diverged)", step);
@@ -308,24 +410,23 @@ static PetscErrorCode InnerSetUpMatFree(VarproInner in, PC pc)
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(in->nlocal, &in->Fx));
-  PetscCall(PetscMalloc1(in->M, &in->FtFx));
   PetscCall(VecDuplicate(in->u_all, &in->x_all));
   PetscCall(MatCreateShell(in->comm, in->mrows, in->mrows, in->M, in->M, in, &in->Kop));
   PetscCall(MatShellSetOperation(in->Kop, MATOP_MULT, (void (*)(void))KernelMultMatFree));
   PetscCall(MatSetOption(in->Kop, MAT_SPD, PETSC_TRUE));
 
+  /* The preconditioner: a replicated inverse, or the distributed factor under its own KSP */
   if (in->replicated) {
-    PetscCall(MatCreateSeqDense(PETSC_COMM_SELF, in->M, in->M, NULL, &in->Kfactor));
-    PetscCall(MatSetOption(in->Kfactor, MAT_SYMMETRIC, PETSC_TRUE));
-    PetscCall(VecDuplicate(in->u_all, &in->y_all));
-  } else
+    PetscCall(PetscMalloc1((size_t)in->mrows * in->M, &in->Kinv_rows));
+  } else {
     PetscCall(MatConvert(in->K, MATSCALAPACK, MAT_INITIAL_MATRIX, &in->Kfactor));
-  PetscCall(KSPCreate(in->replicated ? PETSC_COMM_SELF : in->comm, &in->factor_ksp));
-  PetscCall(KSPSetOptionsPrefix(in->factor_ksp, "inner_factor_"));
-  PetscCall(KSPSetType(in->factor_ksp, KSPPREONLY));
-  PetscCall(KSPGetPC(in->factor_ksp, &factor_pc));
-  PetscCall(PCSetType(factor_pc, PCCHOLESKY));
-  PetscCall(KSPSetFromOptions(in->factor_ksp));
+    PetscCall(KSPCreate(in->comm, &in->factor_ksp));
+    PetscCall(KSPSetOptionsPrefix(in->factor_ksp, "inner_factor_"));
+    PetscCall(KSPSetType(in->factor_ksp, KSPPREONLY));
+    PetscCall(KSPGetPC(in->factor_ksp, &factor_pc));
+    PetscCall(PCSetType(factor_pc, PCCHOLESKY));
+    PetscCall(KSPSetFromOptions(in->factor_ksp));
+  }
 
   PetscCall(KSPSetType(in->ksp, KSPCG));
   PetscCall(KSPSetTolerances(in->ksp, 1e-12, 1e-300, PETSC_DEFAULT, 10000));
@@ -333,6 +434,30 @@ static PetscErrorCode InnerSetUpMatFree(VarproInner in, PC pc)
   PetscCall(PCShellSetContext(pc, in));
   PetscCall(PCShellSetApply(pc, StaleFactorApply));
   PetscCall(PCShellSetName(pc, "Cholesky factor of an earlier step's kernel matrix"));
+  PetscFunctionReturn(0);
+}
+
+/* The buffers of the assembly, and how much of K it forms: a replicated factor needs the whole
+   Gram matrix on every rank; a distributed K is formed by row blocks, only its lower triangle
+   when all that uses it is a Cholesky factorization (which reads no more), else whole rows. */
+static PetscErrorCode InnerSetUpAssembly(VarproInner in)
+{
+  KSP       ksp = in->kernel_type == KERNEL_MAT_MATFREE ? in->factor_ksp : in->ksp;
+  PC        pc;
+  PetscBool preonly = PETSC_FALSE, cholesky = PETSC_FALSE;
+  PetscInt  block = (in->M + in->size - 1) / in->size;
+
+  PetscFunctionBeginUser;
+  if (in->kernel_type == KERNEL_MAT_MATFREE && in->replicated) {
+    PetscCall(PetscMalloc1((size_t)in->M * (in->M + 1), &in->gram));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscObjectTypeCompare((PetscObject)ksp, KSPPREONLY, &preonly));
+  PetscCall(KSPGetPC(ksp, &pc));
+  PetscCall(PetscObjectTypeCompare((PetscObject)pc, PCCHOLESKY, &cholesky));
+  in->kernel_full = (PetscBool) !(preonly && cholesky);
+  if (in->size > 1)
+    PetscCall(PetscMalloc2((size_t)block * in->M, &in->gram_block[0], (size_t)block * in->M, &in->gram_block[1]));
   PetscFunctionReturn(0);
 }
 
@@ -346,8 +471,10 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   PetscBool preonly;
 
   PetscFunctionBeginUser;
-  in->refresh_its  = 10;
-  in->refresh_age  = 100;
+  in->extrapolate  = EXTRAPOLATE_MAX;
+  in->refresh_its  = 50;
+  in->refresh_age  = 0;
+  in->refresh_cost = PetscMax(in->M / 16.0, 4.0);
   in->last_refresh = -1;
   PetscOptionsBegin(in->comm, "inner_", "Inner ridge solve", NULL);
   PetscCall(PetscOptionsEList("-kernel_mat_type", "How the kernel matrix is held for the inner KSP", NULL,
@@ -358,8 +485,14 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   PetscCall(PetscOptionsBool("-factor_replicated",
                              "matfree: hold the preconditioner's factor whole on every rank (default for M <= 4096)",
                              NULL, in->replicated, &in->replicated, NULL));
-  PetscCall(PetscOptionsInt("-refresh_age", "matfree: refactor once the factor is this many steps old", NULL,
-                            in->refresh_age, &in->refresh_age, NULL));
+  PetscCall(PetscOptionsRangeInt(
+    "-extrapolate", "iterative solves: start from the polynomial of this degree through the last solutions", NULL,
+    in->extrapolate, &in->extrapolate, NULL, 0, EXTRAPOLATE_MAX));
+  PetscCall(PetscOptionsInt("-refresh_age", "matfree: refactor once the factor is this many steps old (0: no limit)",
+                            NULL, in->refresh_age, &in->refresh_age, NULL));
+  PetscCall(PetscOptionsReal("-refresh_cost",
+                             "matfree: the cost of a refresh in CG iterations (default M/16, at least 4)", NULL,
+                             in->refresh_cost, &in->refresh_cost, NULL));
   PetscOptionsEnd();
   in->kernel_type = (KernelMatType)type;
   PetscCheck(in->kernel_type == KERNEL_MAT_DENSE || (in->kernel_type == KERNEL_MAT_MATFREE && in->replicated) ||
@@ -393,32 +526,33 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   /* Warm start from the previous u, except for a direct solve, which takes no guess */
   PetscCall(KSPGetType(in->ksp, &ksp_type));
   PetscCall(PetscStrcmp(ksp_type, KSPPREONLY, &preonly));
-  if (!preonly) PetscCall(KSPSetInitialGuessNonzero(in->ksp, PETSC_TRUE));
+  in->warm = (PetscBool)!preonly;
+  if (in->warm) PetscCall(KSPSetInitialGuessNonzero(in->ksp, PETSC_TRUE));
+  for (PetscInt k = 0; in->warm && k <= in->extrapolate; k++) PetscCall(VecDuplicate(in->u, &in->u_hist[k]));
+  PetscCall(InnerSetUpAssembly(in));
   PetscFunctionReturn(0);
 }
 
-/* Row layout of K, the reduction counts, the dense matrix and its vectors. */
+/* Row layout of K, the dense matrix (zero: the upper triangle of a lower-only K stays so) and its vectors. */
 static PetscErrorCode InnerSetUpLayout(VarproInner in)
 {
   const PetscInt M = in->M;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1((size_t)M * (M + 1), &in->gram));
-  PetscCall(PetscMalloc1(in->size, &in->counts));
   PetscCall(PetscMalloc1(in->size, &in->vec_counts));
+  PetscCall(PetscMalloc1(M, &in->FtFx));
   for (PetscMPIInt r = 0; r < in->size; r++) {
     PetscInt start, rows;
 
     KernelRowPartition(M, in->size, r, &start, &rows);
-    PetscCall(PetscMPIIntCast(rows * (M + 1), &in->counts[r]));
     PetscCall(PetscMPIIntCast(rows, &in->vec_counts[r]));
   }
   KernelRowPartition(M, in->size, in->rank, &in->mstart, &in->mrows);
-  PetscCall(PetscMalloc1((size_t)in->mrows * (M + 1), &in->gram_rows));
   PetscCall(MatCreateDense(in->comm, in->mrows, in->mrows, M, M, NULL, &in->K));
   PetscCall(MatSetUp(in->K));
   PetscCall(MatAssemblyBegin(in->K, MAT_FINAL_ASSEMBLY));
   PetscCall(MatAssemblyEnd(in->K, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatZeroEntries(in->K));
   PetscCall(MatCreateVecs(in->K, &in->u, &in->rhs));
   PetscCall(VecScatterCreateToAll(in->u, &in->to_all, &in->u_all));
   PetscFunctionReturn(0);
@@ -434,15 +568,14 @@ static PetscErrorCode InnerRegisterEvents(void)
   if (registered) PetscFunctionReturn(0);
   PetscCall(PetscClassIdRegister("VarPro inner solve", &classid));
   PetscCall(PetscLogEventRegister("VarproGram", classid, &EVENT_GRAM));
-  PetscCall(PetscLogEventRegister("VarproGramSymm", classid, &EVENT_GRAM_SYMMETRIZE));
   PetscCall(PetscLogEventRegister("VarproGramReduce", classid, &EVENT_GRAM_REDUCE));
-  PetscCall(PetscLogEventRegister("VarproKernelFill", classid, &EVENT_KERNEL_FILL));
+  PetscCall(PetscLogEventRegister("VarproKernelInv", classid, &EVENT_FACTOR));
   registered = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode VarproInnerCreate(MPI_Comm comm, const char name[], PetscInt M, PetscInt N, PetscInt nlocal,
-                                 PetscReal lambda, PetscReal u_prior, const PetscReal F[], const PetscReal targets[],
+                                 PetscReal lambda, PetscReal u_prior, const PetscReal F[], const PetscReal Fty[],
                                  VarproInner *inner)
 {
   VarproInner in;
@@ -461,7 +594,7 @@ PetscErrorCode VarproInnerCreate(MPI_Comm comm, const char name[], PetscInt M, P
   in->lambda  = lambda;
   in->u_prior = u_prior;
   in->F       = F;
-  in->targets = targets;
+  in->Fty     = Fty;
   PetscCall(InnerSetUpLayout(in));
   PetscCall(InnerSetUpSolver(in));
   PetscFunctionReturn(0);
@@ -501,14 +634,14 @@ PetscErrorCode VarproInnerDestroy(VarproInner *inner)
   PetscCall(VecDestroy(&in->u));
   PetscCall(VecDestroy(&in->u_all));
   PetscCall(VecDestroy(&in->x_all));
-  PetscCall(VecDestroy(&in->y_all));
+  for (PetscInt k = 0; k <= EXTRAPOLATE_MAX; k++) PetscCall(VecDestroy(&in->u_hist[k]));
   PetscCall(VecScatterDestroy(&in->to_all));
   PetscCall(PetscFree(in->gram));
-  PetscCall(PetscFree(in->gram_rows));
-  PetscCall(PetscFree(in->counts));
+  PetscCall(PetscFree2(in->gram_block[0], in->gram_block[1]));
   PetscCall(PetscFree(in->vec_counts));
   PetscCall(PetscFree(in->Fx));
   PetscCall(PetscFree(in->FtFx));
+  PetscCall(PetscFree(in->Kinv_rows));
   PetscCall(PetscFree(in));
   *inner = NULL;
   PetscFunctionReturn(0);

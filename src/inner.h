@@ -6,11 +6,11 @@
 typedef struct _p_VarproInner *VarproInner;
 
 /* Sets up the kernel matrix, its vectors and the KSP "inner_" (reading its options) for a rank
-   owning nlocal of N data points. F (nlocal x M, column-major) and targets (nlocal) stay the
-   caller's: every call reads their current values. name is the run's, for messages.
+   owning nlocal of N data points. F (nlocal x M, column-major) and Fty (M: F^T y summed over
+   this rank's points) stay the caller's: every call reads their current values. name is the run's, for messages.
    Collective. */
 PetscErrorCode VarproInnerCreate(MPI_Comm comm, const char name[], PetscInt M, PetscInt N, PetscInt nlocal,
-                                 PetscReal lambda, PetscReal u_prior, const PetscReal F[], const PetscReal targets[],
+                                 PetscReal lambda, PetscReal u_prior, const PetscReal F[], const PetscReal Fty[],
                                  VarproInner *inner);
 
 /* Builds what the solve at this step needs from the current F: the kernel matrix and right-hand

@@ -11,19 +11,22 @@ static inline PetscReal WrapDifference(PetscReal d)
   return d;
 }
 
-void VarproKernelFeatures(PetscInt n, const PetscReal x0[], const PetscReal x1[], PetscInt M, const PetscReal w[],
-                          PetscReal F[])
+void VarproKernelFeatures(PetscInt n, const PetscReal x0[], const PetscReal x1[], const PetscReal y[], PetscInt M,
+                          const PetscReal w[], PetscReal F[], PetscReal Fty[])
 {
   for (PetscInt j = 0; j < M; j++) {
     const PetscReal w0 = w[2 * j], w1 = w[2 * j + 1];
     PetscReal *restrict col = &F[j * n];
+    PetscReal dot           = 0.0;
 
-#pragma omp simd
+#pragma omp simd reduction(+ : dot)
     for (PetscInt i = 0; i < n; i++) {
       PetscReal dx = WrapDifference(w0 - x0[i]), dy = WrapDifference(w1 - x1[i]);
 
       col[i] = VARPRO_PHI_SCALE * exp(-VARPRO_PHI_RATE * sqrt(dx * dx + dy * dy));
+      dot += col[i] * y[i];
     }
+    Fty[j] = dot;
   }
 }
 

@@ -51,6 +51,7 @@ struct _p_VarproTrainer {
   PetscReal          *features;     /* M x 2, replicated, current w */
   PetscReal          *outer;        /* M, replicated, projected u at the current w */
   PetscReal          *F;            /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
+  PetscReal          *Fty;          /* M: F^T y over this rank's rows, unreduced */
   PetscReal          *residual;     /* nlocal: f(x_i) - y_i */
   PetscReal          *reduce;       /* 2 M + 1: feature gradient and squared residual, summed over ranks */
   VarproInner         inner;        /* the projection */
@@ -98,13 +99,13 @@ static PetscErrorCode StageEnd(VarproTrainer tr, Stage s, double t0)
 
 /* ---- one VarPro step, in its phases ----------------------------------------------- */
 
-/* F_ij = phi(r(w_j, x_i)) for this rank's data points. */
+/* F_ij = phi(r(w_j, x_i)) for this rank's data points, and F^T y. */
 static PetscErrorCode TrainerComputeFeatures(VarproTrainer tr)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(EVENT_FEATURES, 0, 0, 0, 0));
-  VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->M, tr->features, tr->F);
-  PetscCall(PetscLogFlops(20.0 * tr->nlocal * tr->M));
+  VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->prob.targets, tr->M, tr->features, tr->F, tr->Fty);
+  PetscCall(PetscLogFlops(22.0 * tr->nlocal * tr->M));
   PetscCall(PetscLogEventEnd(EVENT_FEATURES, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
@@ -199,6 +200,7 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
   PetscCall(PetscArraycpy(tr->features, tr->prob.student_features, 2 * M));
   PetscCall(PetscCalloc1(M, &tr->outer));
   PetscCall(PetscMalloc1((size_t)tr->nlocal * M, &tr->F));
+  PetscCall(PetscMalloc1(M, &tr->Fty));
   PetscCall(PetscMalloc1(tr->nlocal, &tr->residual));
   PetscCall(PetscMalloc1(2 * M + 1, &tr->reduce));
   PetscFunctionReturn(0);
@@ -228,8 +230,8 @@ PetscErrorCode VarproTrainerCreate(MPI_Comm comm, const VarproConfig *cfg, Varpr
   tr->u_prior = cfg->regularization == VARPRO_UNBIASED ? 1.0 : 0.0;
 
   PetscCall(TrainerSetUpArrays(tr));
-  PetscCall(VarproInnerCreate(comm, cfg->name, tr->M, tr->N, tr->nlocal, cfg->lambda, tr->u_prior, tr->F,
-                              tr->prob.targets, &tr->inner));
+  PetscCall(
+    VarproInnerCreate(comm, cfg->name, tr->M, tr->N, tr->nlocal, cfg->lambda, tr->u_prior, tr->F, tr->Fty, &tr->inner));
   PetscFunctionReturn(0);
 }
 
@@ -244,6 +246,7 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(PetscFree(tr->features));
   PetscCall(PetscFree(tr->outer));
   PetscCall(PetscFree(tr->F));
+  PetscCall(PetscFree(tr->Fty));
   PetscCall(PetscFree(tr->residual));
   PetscCall(PetscFree(tr->reduce));
   PetscCall(VarproProblemDestroy(&tr->prob));
