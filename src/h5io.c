@@ -77,7 +77,9 @@ struct _p_VarproResult {
   ResultHistory  losses;                    /* loss, step_time */
   ResultHistory  snapshots;                 /* snapshot_steps, snapshot_features, snapshot_outer_weights */
   ResultHistory  mmds;                      /* mmd_steps, mmd */
+  PetscInt       nstate;                    /* length of the trainer's state kept with a checkpoint */
   hid_t          ckpt_features, ckpt_steps; /* rank 0: checkpoint_features (2 x M x 2), checkpoint_steps (2) */
+  hid_t          ckpt_state;                /* rank 0: checkpoint_state (2 x nstate) */
   PetscInt64     ckpt_step[2];              /* the step each checkpoint slot holds, -1 for none */
   PetscReal      flush_seconds;
   PetscLogDouble last_flush;
@@ -953,11 +955,13 @@ static PetscErrorCode ResultAppend_Private(VarproResult res, ResultHistory *h, c
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
-/* A checkpoint is the features of one step, written between snapshots so that a killed run loses
-   little, in one of two slots of the partial file: checkpoint_features (2 x M x 2) and
-   checkpoint_steps (2), the step each slot holds or -1. The older slot is overwritten, and marked
-   -1 while it is, so a kill in the middle of a checkpoint leaves the previous one intact. The
-   histories before the step are flushed first; the final file holds no checkpoint. */
+/* A checkpoint is the features of one step and the trainer's state there (what its inner solve
+   carries from step to step), written between snapshots so that a killed run loses little and a
+   stopped one nothing, in one of two slots of the partial file: checkpoint_features (2 x M x 2),
+   checkpoint_state (2 x nstate) and checkpoint_steps (2), the step each slot holds or -1. The older
+   slot is overwritten, and marked -1 while it is, so a kill in the middle of a checkpoint leaves
+   the previous one intact. The histories before the step are flushed first; the final file holds
+   no checkpoint. */
 
 /* Rank 0: the slot steps on disk, flushed. */
 static PetscErrorCode CheckpointWriteSteps_Private(VarproResult res)
@@ -971,13 +975,17 @@ static PetscErrorCode CheckpointWriteSteps_Private(VarproResult res)
 /* Rank 0: creates both slots, empty. */
 static PetscErrorCode CheckpointCreate_Private(VarproResult res)
 {
-  hsize_t fdims[3] = {2, (hsize_t)res->M, 2}, sdims[1] = {2};
+  hsize_t fdims[3] = {2, (hsize_t)res->M, 2}, sdims[1] = {2}, xdims[2] = {2, (hsize_t)PetscMax(res->nstate, 1)};
   hid_t   space;
 
   PetscFunctionBeginUser;
   PetscCallH5(space = H5Screate_simple(3, fdims, NULL));
   PetscCallH5(res->ckpt_features = H5Dcreate2(res->file, "checkpoint_features", H5T_IEEE_F64LE, space, H5P_DEFAULT,
                                               H5P_DEFAULT, H5P_DEFAULT));
+  PetscCallH5(H5Sclose(space));
+  PetscCallH5(space = H5Screate_simple(2, xdims, NULL));
+  PetscCallH5(res->ckpt_state = H5Dcreate2(res->file, "checkpoint_state", H5T_IEEE_F64LE, space, H5P_DEFAULT,
+                                           H5P_DEFAULT, H5P_DEFAULT));
   PetscCallH5(H5Sclose(space));
   PetscCallH5(space = H5Screate_simple(1, sdims, NULL));
   PetscCallH5(res->ckpt_steps =
@@ -991,63 +999,97 @@ static PetscErrorCode CheckpointCreate_Private(VarproResult res)
 /* Rank 0: closes the slots, and with drop removes them from the file. */
 static PetscErrorCode CheckpointClose_Private(VarproResult res, PetscBool drop)
 {
+  static const char *const names[] = {"checkpoint_features", "checkpoint_state", "checkpoint_steps"};
+  hid_t                   *dsets[] = {&res->ckpt_features, &res->ckpt_state, &res->ckpt_steps};
+
   PetscFunctionBeginUser;
-  if (res->ckpt_features >= 0) PetscCallH5(H5Dclose(res->ckpt_features));
-  if (res->ckpt_steps >= 0) PetscCallH5(H5Dclose(res->ckpt_steps));
-  res->ckpt_features = res->ckpt_steps = H5I_INVALID_HID;
-  if (drop && H5Lexists(res->file, "checkpoint_features", H5P_DEFAULT) > 0)
-    PetscCallH5(H5Ldelete(res->file, "checkpoint_features", H5P_DEFAULT));
-  if (drop && H5Lexists(res->file, "checkpoint_steps", H5P_DEFAULT) > 0)
-    PetscCallH5(H5Ldelete(res->file, "checkpoint_steps", H5P_DEFAULT));
+  for (int k = 0; k < 3; k++) {
+    if (*dsets[k] >= 0) PetscCallH5(H5Dclose(*dsets[k]));
+    *dsets[k] = H5I_INVALID_HID;
+    if (drop && H5Lexists(res->file, names[k], H5P_DEFAULT) > 0)
+      PetscCallH5(H5Ldelete(res->file, names[k], H5P_DEFAULT));
+  }
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: writes the features of step into the older slot. */
-static PetscErrorCode CheckpointWriteRoot_Private(VarproResult res, PetscInt step, const PetscReal features[])
+/* Rank 0: slot row of dset (rank dimensions, the rows after the first of length tail[]) to or
+   from buf. */
+static PetscErrorCode CheckpointSlotIO_Private(hid_t dset, int rank, const hsize_t tail[], int slot, PetscBool write,
+                                               void *buf, PetscBool *ok)
 {
-  int     slot     = res->ckpt_step[0] <= res->ckpt_step[1] ? 0 : 1;
-  hsize_t start[3] = {(hsize_t)slot, 0, 0}, count[3] = {1, (hsize_t)res->M, 2};
+  hsize_t start[3] = {(hsize_t)slot, 0, 0}, count[3] = {1, rank > 1 ? tail[0] : 1, rank > 2 ? tail[1] : 1};
   hid_t   filespace, memspace;
+
+  PetscFunctionBeginUser;
+  *ok = PETSC_FALSE;
+  if ((filespace = H5Dget_space(dset)) < 0) PetscFunctionReturn(0);
+  if ((memspace = H5Screate_simple(rank, count, NULL)) >= 0) {
+    if (H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0)
+      *ok = (PetscBool)((write ? H5Dwrite(dset, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, buf)
+                               : H5Dread(dset, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, buf)) >= 0);
+    PetscCallH5(H5Sclose(memspace));
+  }
+  PetscCallH5(H5Sclose(filespace));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: writes the features and state of step into the older slot. */
+static PetscErrorCode CheckpointWriteRoot_Private(VarproResult res, PetscInt step, const PetscReal features[],
+                                                  const PetscReal state[])
+{
+  int       slot    = res->ckpt_step[0] <= res->ckpt_step[1] ? 0 : 1;
+  hsize_t   ftail[] = {(hsize_t)res->M, 2}, stail[] = {(hsize_t)PetscMax(res->nstate, 1)};
+  PetscReal none = 0.0;
+  PetscBool ok;
 
   PetscFunctionBeginUser;
   PetscCall(ResultFlush_Private(res));
   res->ckpt_step[slot] = -1;
   PetscCall(CheckpointWriteSteps_Private(res));
-  PetscCallH5(filespace = H5Dget_space(res->ckpt_features));
-  PetscCallH5(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL));
-  PetscCallH5(memspace = H5Screate_simple(3, count, NULL));
-  PetscCallH5(H5Dwrite(res->ckpt_features, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, features));
-  PetscCallH5(H5Sclose(memspace));
-  PetscCallH5(H5Sclose(filespace));
+  PetscCall(CheckpointSlotIO_Private(res->ckpt_features, 3, ftail, slot, PETSC_TRUE, (void *)features, &ok));
+  if (ok)
+    PetscCall(
+      CheckpointSlotIO_Private(res->ckpt_state, 2, stail, slot, PETSC_TRUE, res->nstate ? (void *)state : &none, &ok));
+  PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "%s: cannot write checkpoint of step %" PetscInt_FMT,
+             res->partial_path, step);
   PetscCallH5(H5Fflush(res->file, H5F_SCOPE_LOCAL));
   res->ckpt_step[slot] = step;
   PetscCall(CheckpointWriteSteps_Private(res));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[])
+PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[],
+                                      const PetscReal state[])
 {
   PetscFunctionBeginUser;
   PetscCall(ResultCheckOpen_Private(res, "checkpoint_features"));
-  if (res->rank == 0) PetscCall(CheckpointWriteRoot_Private(res, step, features));
+  if (res->rank == 0) PetscCall(CheckpointWriteRoot_Private(res, step, features, state));
   PetscFunctionReturn(0);
 }
 
 /* Rank 0, resuming: opens the slots of a partial file (created when the file has none) and finds
-   the latest checkpoint after step after, at most step upto, with its features; *found says
-   whether there is one. Call with HDF5's error printing off. */
+   the latest checkpoint after step after, at most step upto, with its features and state;
+   *found says whether there is one, *has_state whether its state could be read. Checkpoints of
+   other shapes (another version's, another solver's) are dropped. Call with HDF5's error printing
+   off. */
 static PetscErrorCode CheckpointFind_Private(VarproResult res, PetscInt after, PetscInt upto, PetscInt *step,
-                                             PetscReal features[], PetscBool *found)
+                                             PetscReal features[], PetscReal state[], PetscBool *found,
+                                             PetscBool *has_state)
 {
-  int     best     = -1;
-  hsize_t start[3] = {0, 0, 0}, count[3] = {1, (hsize_t)res->M, 2};
-  hid_t   filespace, memspace;
+  int     best    = -1;
+  hsize_t ftail[] = {(hsize_t)res->M, 2}, stail[] = {(hsize_t)PetscMax(res->nstate, 1)}, dims[2] = {0, 0};
+  hid_t   space;
 
   PetscFunctionBeginUser;
-  *found             = PETSC_FALSE;
-  res->ckpt_features = H5Dopen2(res->file, "checkpoint_features", H5P_DEFAULT);
-  res->ckpt_steps    = res->ckpt_features >= 0 ? H5Dopen2(res->file, "checkpoint_steps", H5P_DEFAULT) : -1;
-  if (res->ckpt_steps < 0 ||
+  *found = *has_state = PETSC_FALSE;
+  res->ckpt_features  = H5Dopen2(res->file, "checkpoint_features", H5P_DEFAULT);
+  res->ckpt_steps     = res->ckpt_features >= 0 ? H5Dopen2(res->file, "checkpoint_steps", H5P_DEFAULT) : -1;
+  res->ckpt_state     = res->ckpt_steps >= 0 ? H5Dopen2(res->file, "checkpoint_state", H5P_DEFAULT) : -1;
+  if (res->ckpt_state >= 0 && (space = H5Dget_space(res->ckpt_state)) >= 0) {
+    if (H5Sget_simple_extent_ndims(space) != 2 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) dims[1] = 0;
+    PetscCallH5(H5Sclose(space));
+  }
+  if (res->ckpt_state < 0 || dims[0] != 2 || dims[1] != stail[0] ||
       H5Dread(res->ckpt_steps, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, res->ckpt_step) < 0) {
     PetscCall(CheckpointClose_Private(res, PETSC_TRUE));
     PetscCall(CheckpointCreate_Private(res));
@@ -1058,15 +1100,9 @@ static PetscErrorCode CheckpointFind_Private(VarproResult res, PetscInt after, P
         (best < 0 || res->ckpt_step[k] > res->ckpt_step[best]))
       best = k;
   if (best < 0) PetscFunctionReturn(0);
-  start[0] = (hsize_t)best;
-  if ((filespace = H5Dget_space(res->ckpt_features)) < 0) PetscFunctionReturn(0);
-  if ((memspace = H5Screate_simple(3, count, NULL)) >= 0) {
-    *found =
-      (PetscBool)(H5Sselect_hyperslab(filespace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-                  H5Dread(res->ckpt_features, H5T_NATIVE_DOUBLE, memspace, filespace, H5P_DEFAULT, features) >= 0);
-    PetscCallH5(H5Sclose(memspace));
-  }
-  PetscCallH5(H5Sclose(filespace));
+  PetscCall(CheckpointSlotIO_Private(res->ckpt_features, 3, ftail, best, PETSC_FALSE, features, found));
+  if (*found && res->nstate)
+    PetscCall(CheckpointSlotIO_Private(res->ckpt_state, 2, stail, best, PETSC_FALSE, state, has_state));
   if (*found) *step = (PetscInt)res->ckpt_step[best];
   PetscFunctionReturn(0);
 }
@@ -1113,7 +1149,7 @@ static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproCon
 
 /* Every rank: the result object of cfg in dir, with no file open yet. */
 static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M,
-                                        PetscInt T, VarproResult *res)
+                                        PetscInt T, PetscInt nstate, VarproResult *res)
 {
   VarproResult r;
 
@@ -1125,8 +1161,9 @@ static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const V
   r->M             = M;
   r->T             = T;
   r->file          = H5I_INVALID_HID;
-  r->ckpt_features = r->ckpt_steps = H5I_INVALID_HID;
-  r->flush_seconds                 = 10;
+  r->nstate        = nstate;
+  r->ckpt_features = r->ckpt_steps = r->ckpt_state = H5I_INVALID_HID;
+  r->flush_seconds                                 = 10;
   PetscCallMPI(MPI_Comm_rank(comm, &r->rank));
   PetscCall(VarproResultPath(dir, cfg, r->path, sizeof(r->path)));
   PetscCall(PetscSNPrintf(r->partial_path, sizeof(r->partial_path), "%s.partial", r->path));
@@ -1137,14 +1174,14 @@ static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const V
 }
 
 PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
-                                  VarproResult *res)
+                                  PetscInt nstate, VarproResult *res)
 {
   VarproResult   r;
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
   /* The object exists on every rank, so that callers are the same everywhere */
-  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, &r));
+  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, nstate, &r));
 
   /* Rank 0 writes; not PetscCall, since its outcome is shared before any rank returns */
   if (r->rank == 0) ierr = ResultCreateRoot_Private(r, cfg);
@@ -1268,19 +1305,26 @@ static PetscErrorCode ColumnRead_Private(ResultColumn *col, hsize_t first, hsize
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: the step to resume from, the last snapshot whose losses are all in the file, and its
-   features (M x 2); keep[] is the rows of losses, snapshots and MMDs before that step. *step is -1
-   and reason says why when there is none. Call with HDF5's error printing off. */
-static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscInt *step, PetscReal features[],
+/* Rank 0: the step to resume from, with its features (M x 2) and, from a checkpoint, the trainer's
+   state (*has_state): the latest checkpoint whose losses are all in the file, or the last such
+   snapshot when it is later and snapshots_exact (a snapshot holds no state, so it is an exact
+   point to resume from only when the trainer carries none) or when there is no checkpoint.
+   keep[] is the rows of losses, snapshots and MMDs before that step. *step is -1 and reason says
+   why when there is none. Call with HDF5's error printing off. */
+static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscBool snapshots_exact, PetscInt *step,
+                                                   PetscReal features[], PetscReal state[], PetscBool *has_state,
                                                    hsize_t keep[3], char reason[], size_t len)
 {
   ResultHistory *h[3]    = {&res->losses, &res->snapshots, &res->mmds};
   hsize_t        rows[3] = {0, 0, 0}, k;
   PetscInt64    *steps;
-  PetscBool      ok;
+  PetscInt       c = -1;
+  PetscBool      ok, found;
+  PetscReal     *stored;
 
   PetscFunctionBeginUser;
-  *step = -1;
+  *step      = -1;
+  *has_state = PETSC_FALSE;
   for (int i = 0; i < 3 && !reason[0]; i++) PetscCall(HistoryOpen_Private(res->file, h[i], &rows[i], reason, len));
   if (reason[0]) PetscFunctionReturn(0);
 
@@ -1295,22 +1339,18 @@ static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscInt *s
     keep[1] = k - 1;
   }
 
-  /* A later checkpoint whose losses are all in the file beats the snapshot */
-  if (ok) {
-    PetscInt   c;
-    PetscBool  found;
-    PetscReal *stored;
-
-    PetscCall(PetscMalloc1(2 * res->M, &stored));
-    PetscCall(CheckpointFind_Private(res, *step, (PetscInt)rows[0], &c, stored, &found));
-    if (found) PetscCall(PetscArraycpy(features, stored, 2 * res->M));
-    PetscCall(PetscFree(stored));
-    if (found) {
-      *step   = c;
-      keep[0] = (hsize_t)c;
-      for (keep[1] = 0; keep[1] < rows[1] && steps[keep[1]] < c;) keep[1]++;
-    }
+  /* A checkpoint beats the snapshot when it is later, or when only a checkpoint is exact */
+  PetscCall(PetscMalloc1(2 * res->M, &stored));
+  if (ok)
+    PetscCall(CheckpointFind_Private(res, snapshots_exact ? *step : -1, (PetscInt)rows[0], &c, stored, state, &found,
+                                     has_state));
+  if (ok && found) {
+    PetscCall(PetscArraycpy(features, stored, 2 * res->M));
+    *step   = c;
+    keep[0] = (hsize_t)c;
+    for (keep[1] = 0; keep[1] < rows[1] && steps[keep[1]] < c;) keep[1]++;
   }
+  PetscCall(PetscFree(stored));
 
   /* MMDs of the steps before s */
   if (*step >= 0) PetscCall(ColumnRead_Private(&res->mmds.column[0], 0, rows[2], steps, &ok));
@@ -1359,8 +1399,9 @@ static PetscErrorCode ResultNoteResume_Private(VarproResult res, PetscInt step)
 /* Rank 0: opens the partial file of cfg for appending, cut back to the state at its last snapshot.
    When there is none to resume from, *step is -1, the file is closed and note says why (empty when
    there is no partial file); a partial result of another configuration goes to msg. */
-static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproConfig *cfg, PetscInt *step,
-                                               PetscReal features[], char note[], char msg[])
+static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproConfig *cfg, PetscBool snapshots_exact,
+                                               PetscInt *step, PetscReal features[], PetscReal state[],
+                                               PetscBool *has_state, char note[], char msg[])
 {
   hsize_t         keep[3] = {0, 0, 0};
   char            reason[VARPRO_REASON_MAX];
@@ -1372,7 +1413,8 @@ static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproCon
   PetscCall(PartialOpen_Private(res->partial_path, H5F_ACC_RDWR, cfg, &res->file, reason, sizeof(reason), msg));
   if (res->file >= 0) {
     PetscCall(H5ErrorPrintingOff_Private(&saved));
-    ierr = ResultFindResumeStep_Private(res, step, features, keep, reason, sizeof(reason));
+    ierr = ResultFindResumeStep_Private(res, snapshots_exact, step, features, state, has_state, keep, reason,
+                                        sizeof(reason));
     PetscCall(H5ErrorPrintingRestore_Private(&saved));
     PetscCall(ierr);
   }
@@ -1404,7 +1446,8 @@ static PetscErrorCode ResultResumeRoot_Private(VarproResult res, const VarproCon
 }
 
 PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
-                                  PetscInt *step, PetscReal features[], VarproResult *res)
+                                  PetscInt nstate, PetscBool snapshots_exact, PetscInt *step, PetscReal features[],
+                                  PetscReal state[], PetscBool *has_state, VarproResult *res)
 {
   VarproResult   r;
   PetscErrorCode ierr                 = 0;
@@ -1413,14 +1456,16 @@ PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproC
   PetscMPIInt    rank, n;
 
   PetscFunctionBeginUser;
-  *res = NULL;
+  *res       = NULL;
+  *has_state = PETSC_FALSE;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, &r));
+  PetscCall(ResultNew_Private(comm, dir, cfg, M, T, nstate, &r));
 
   /* Rank 0 reads and cuts back; not PetscCall, since its outcome is shared before any rank returns.
-     The stored features go to features only once the resume is certain. */
-  PetscCall(PetscMalloc1(2 * M, &stored));
-  if (rank == 0) ierr = ResultResumeRoot_Private(r, cfg, step, stored, note, msg);
+     The stored features and state go to the caller only once the resume is certain. */
+  PetscCall(PetscMalloc1(2 * M + nstate, &stored));
+  if (rank == 0)
+    ierr = ResultResumeRoot_Private(r, cfg, snapshots_exact, step, stored, stored + 2 * M, has_state, note, msg);
   PetscCall(H5RootSync_Private(comm, ierr, r->partial_path));
   PetscCallMPI(MPI_Bcast(step, 1, MPIU_INT, 0, comm));
   if (*step < 0) PetscCall(VarproResultDestroy(&r));
@@ -1429,10 +1474,12 @@ PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproC
   if (rank == 0 && note[0]) PetscCall(PetscPrintf(PETSC_COMM_SELF, "%s\n", note));
   if (*step < 0) PetscFunctionReturn(0);
 
-  /* Every rank continues from the same features and expects the same next steps */
-  PetscCall(PetscMPIIntCast(2 * M, &n));
+  /* Every rank continues from the same features and state and expects the same next steps */
+  PetscCall(PetscMPIIntCast(2 * M + nstate, &n));
   PetscCallMPI(MPI_Bcast(stored, n, MPIU_REAL, 0, comm));
+  PetscCallMPI(MPI_Bcast(has_state, 1, MPIU_BOOL, 0, comm));
   PetscCall(PetscArraycpy(features, stored, 2 * M));
+  if (*has_state) PetscCall(PetscArraycpy(state, stored + 2 * M, nstate));
   PetscCall(PetscFree(stored));
   r->losses.last_step = r->snapshots.last_step = r->mmds.last_step = *step > 0 ? *step - 1 : PETSC_MIN_INT;
   *res                                                             = r;

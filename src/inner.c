@@ -321,6 +321,19 @@ static PetscBool InnerFactorStale(VarproInner in, PetscInt step)
   return (PetscBool)(in->last_its * in->cycle_solves > in->refresh_cost + in->cycle_its);
 }
 
+/* Matrix-free path: the preconditioner from the current F, as a refresh at step builds it. */
+static PetscErrorCode InnerRefactor(VarproInner in, PetscInt step)
+{
+  PetscFunctionBeginUser;
+  if (in->replicated)
+    PetscCall(InnerAssembleReplicated(in, step));
+  else {
+    PetscCall(InnerAssembleDistributed(in));
+    PetscCall(KSPSetOperators(in->factor_ksp, in->Kfactor, in->Kfactor));
+  }
+  PetscFunctionReturn(0);
+}
+
 /* Matrix-free path: the factor is refreshed when stale, else only the right-hand side is built. */
 static PetscErrorCode InnerAssembleMatFree(VarproInner in, PetscInt step)
 {
@@ -329,12 +342,7 @@ static PetscErrorCode InnerAssembleMatFree(VarproInner in, PetscInt step)
     PetscCall(InnerRightHandSide(in));
     PetscFunctionReturn(0);
   }
-  if (in->replicated)
-    PetscCall(InnerAssembleReplicated(in, step));
-  else {
-    PetscCall(InnerAssembleDistributed(in));
-    PetscCall(KSPSetOperators(in->factor_ksp, in->Kfactor, in->Kfactor));
-  }
+  PetscCall(InnerRefactor(in, step));
   in->last_refresh = step;
   in->cycle_its    = 0;
   in->cycle_solves = 0;
@@ -465,7 +473,7 @@ static PetscErrorCode InnerSetUpAssembly(VarproInner in)
    Cholesky through ScaLAPACK, or warm-started CG to a tight tolerance on the dense matrix. */
 static PetscErrorCode InnerSetUpSolver(VarproInner in)
 {
-  PetscInt  type = KERNEL_MAT_SCALAPACK;
+  PetscInt  type = KERNEL_MAT_MATFREE;
   PC        pc;
   KSPType   ksp_type;
   PetscBool preonly;
@@ -607,6 +615,84 @@ PetscErrorCode VarproInnerAssemble(VarproInner in, PetscInt step)
     PetscCall(InnerAssembleMatFree(in, step));
   else
     PetscCall(InnerAssembleDistributed(in));
+  PetscFunctionReturn(0);
+}
+
+/* The state, as numbers: the counters of the refresh rule and of the run, then the history of
+   solutions (EXTRAPOLATE_MAX + 1 vectors of M, the unused ones zero). */
+enum {
+  STATE_LAST_REFRESH,
+  STATE_CYCLE_ITS,
+  STATE_CYCLE_SOLVES,
+  STATE_LAST_ITS,
+  STATE_NHIST,
+  STATE_ITERATIONS,
+  STATE_ASSEMBLIES,
+  STATE_HEAD
+};
+
+PetscInt VarproInnerStateSize(VarproInner in)
+{
+  return STATE_HEAD + (EXTRAPOLATE_MAX + 1) * in->M;
+}
+
+PetscBool VarproInnerCarriesState(VarproInner in)
+{
+  return in->warm;
+}
+
+PetscInt VarproInnerLastRefresh(VarproInner in)
+{
+  return in->kernel_type == KERNEL_MAT_MATFREE ? in->last_refresh : -1;
+}
+
+PetscErrorCode VarproInnerGetState(VarproInner in, PetscReal state[])
+{
+  const PetscReal *u;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscArrayzero(state, VarproInnerStateSize(in)));
+  state[STATE_LAST_REFRESH] = (PetscReal)in->last_refresh;
+  state[STATE_CYCLE_ITS]    = (PetscReal)in->cycle_its;
+  state[STATE_CYCLE_SOLVES] = (PetscReal)in->cycle_solves;
+  state[STATE_LAST_ITS]     = (PetscReal)in->last_its;
+  state[STATE_NHIST]        = (PetscReal)in->nhist;
+  state[STATE_ITERATIONS]   = (PetscReal)in->iterations;
+  state[STATE_ASSEMBLIES]   = (PetscReal)in->assemblies;
+  for (PetscInt k = 0; k < in->nhist; k++) {
+    PetscCall(VecScatterBegin(in->to_all, in->u_hist[k], in->u_all, INSERT_VALUES, SCATTER_FORWARD));
+    PetscCall(VecScatterEnd(in->to_all, in->u_hist[k], in->u_all, INSERT_VALUES, SCATTER_FORWARD));
+    PetscCall(VecGetArrayRead(in->u_all, &u));
+    PetscCall(PetscArraycpy(&state[STATE_HEAD + k * in->M], u, in->M));
+    PetscCall(VecRestoreArrayRead(in->u_all, &u));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproInnerSetState(VarproInner in, const PetscReal state[])
+{
+  PetscReal *u;
+
+  PetscFunctionBeginUser;
+  in->last_refresh = (PetscInt)state[STATE_LAST_REFRESH];
+  in->cycle_its    = (PetscInt)state[STATE_CYCLE_ITS];
+  in->cycle_solves = (PetscInt)state[STATE_CYCLE_SOLVES];
+  in->last_its     = (PetscInt)state[STATE_LAST_ITS];
+  in->iterations   = (PetscInt64)state[STATE_ITERATIONS];
+  in->assemblies   = (PetscInt64)state[STATE_ASSEMBLIES];
+  in->nhist        = in->warm ? PetscMin((PetscInt)state[STATE_NHIST], in->extrapolate + 1) : 0;
+  for (PetscInt k = 0; k < in->nhist; k++) {
+    PetscCall(VecGetArrayWrite(in->u_hist[k], &u));
+    PetscCall(PetscArraycpy(u, &state[STATE_HEAD + k * in->M + in->mstart], in->mrows));
+    PetscCall(VecRestoreArrayWrite(in->u_hist[k], &u));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproInnerRefactor(VarproInner in, PetscInt step)
+{
+  PetscFunctionBeginUser;
+  if (in->kernel_type == KERNEL_MAT_MATFREE) PetscCall(InnerRefactor(in, step));
   PetscFunctionReturn(0);
 }
 

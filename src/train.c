@@ -42,20 +42,23 @@ struct _p_VarproTrainer {
   MPI_Comm            comm;
   PetscMPIInt         rank, size;
   const VarproConfig *cfg;
-  VarproProblem       prob;         /* data slice, teacher, initial features */
-  PetscInt            M, N;         /* student width, data points */
-  PetscInt            nlocal;       /* data points owned by this rank */
-  PetscReal           eta;          /* feature step M * tau */
-  PetscReal           u_prior;      /* 0 (biased) or 1 (unbiased): centre of the ridge penalty */
-  PetscReal          *x0, *x1;      /* nlocal each: this rank's inputs wrapped to [-2, 2), by coordinate */
-  PetscReal          *features;     /* M x 2, replicated, current w */
-  PetscReal          *outer;        /* M, replicated, projected u at the current w */
-  PetscReal          *F;            /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
-  PetscReal          *Fty;          /* M: F^T y over this rank's rows, unreduced */
-  PetscReal          *residual;     /* nlocal: f(x_i) - y_i */
-  PetscReal          *reduce;       /* 2 M + 1: feature gradient and squared residual, summed over ranks */
-  VarproInner         inner;        /* the projection */
-  PetscReal           teacher_self; /* mean teacher-teacher distance, for the MMD */
+  VarproProblem       prob;     /* data slice, teacher, initial features */
+  PetscInt            M, N;     /* student width, data points */
+  PetscInt            nlocal;   /* data points owned by this rank */
+  PetscReal           eta;      /* feature step M * tau */
+  PetscReal           u_prior;  /* 0 (biased) or 1 (unbiased): centre of the ridge penalty */
+  PetscReal          *x0, *x1;  /* nlocal each: this rank's inputs wrapped to [-2, 2), by coordinate */
+  PetscReal          *features; /* M x 2, replicated, current w */
+  PetscReal          *outer;    /* M, replicated, projected u at the current w */
+  PetscReal          *F;        /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
+  PetscReal          *Fty;      /* M: F^T y over this rank's rows, unreduced */
+  PetscInt            nstate;   /* length of the state a checkpoint keeps: the inner solve's, then refresh_features */
+  PetscReal          *state;    /* nstate, replicated: scratch for checkpoints and resumes */
+  PetscReal          *refresh_features; /* M x 2, replicated: w at the last refresh of the inner preconditioner */
+  PetscReal          *residual;         /* nlocal: f(x_i) - y_i */
+  PetscReal          *reduce;           /* 2 M + 1: feature gradient and squared residual, summed over ranks */
+  VarproInner         inner;            /* the projection */
+  PetscReal           teacher_self;     /* mean teacher-teacher distance, for the MMD */
   PetscReal           progress_interval;
   PetscBool           resume;                 /* continue from a partial result file when there is one */
   VarproClaim         claim;                  /* refreshed as the run goes; may be NULL */
@@ -121,6 +124,8 @@ static PetscErrorCode TrainerProject(VarproTrainer tr, PetscInt step)
   PetscCall(StageEnd(tr, STAGE_FEATURES, t0));
   PetscCall(StageBegin(tr, STAGE_ASSEMBLY, &t0));
   PetscCall(VarproInnerAssemble(tr->inner, step));
+  if (VarproInnerLastRefresh(tr->inner) == step)
+    PetscCall(PetscArraycpy(tr->refresh_features, tr->features, 2 * tr->M));
   PetscCall(StageEnd(tr, STAGE_ASSEMBLY, t0));
   PetscCall(StageBegin(tr, STAGE_SOLVE, &t0));
   PetscCall(VarproInnerSolve(tr->inner, step, tr->outer));
@@ -178,9 +183,15 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
 }
 
 /* w_j <- wrap(w_j - eta g_j) */
-static void TrainerUpdateFeatures(VarproTrainer tr, const PetscReal gradient[])
+static PetscErrorCode TrainerUpdateFeatures(VarproTrainer tr, PetscInt step, const PetscReal gradient[])
 {
+  PetscFunctionBeginUser;
   for (PetscInt k = 0; k < 2 * tr->M; k++) tr->features[k] = VarproWrap(tr->features[k] - tr->eta * gradient[k]);
+  for (PetscInt k = 0; k < 2 * tr->M; k++)
+    PetscCheck(!PetscIsInfOrNanReal(tr->features[k]), tr->comm, PETSC_ERR_FP,
+               "step %" PetscInt_FMT ": feature w[%" PetscInt_FMT "] is %g after the update (feature step eta = %g)",
+               step, k / 2, (double)tr->features[k], (double)tr->eta);
+  PetscFunctionReturn(0);
 }
 
 /* ---- set-up ------------------------------------------------------------------------ */
@@ -232,6 +243,8 @@ PetscErrorCode VarproTrainerCreate(MPI_Comm comm, const VarproConfig *cfg, Varpr
   PetscCall(TrainerSetUpArrays(tr));
   PetscCall(
     VarproInnerCreate(comm, cfg->name, tr->M, tr->N, tr->nlocal, cfg->lambda, tr->u_prior, tr->F, tr->Fty, &tr->inner));
+  tr->nstate = VarproInnerStateSize(tr->inner) + 2 * tr->M;
+  PetscCall(PetscMalloc2(tr->nstate, &tr->state, 2 * tr->M, &tr->refresh_features));
   PetscFunctionReturn(0);
 }
 
@@ -242,6 +255,7 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscFunctionBeginUser;
   if (!tr) PetscFunctionReturn(0);
   PetscCall(VarproInnerDestroy(&tr->inner));
+  PetscCall(PetscFree2(tr->state, tr->refresh_features));
   PetscCall(PetscFree2(tr->x0, tr->x1));
   PetscCall(PetscFree(tr->features));
   PetscCall(PetscFree(tr->outer));
@@ -460,10 +474,48 @@ static PetscErrorCode TrainerStopRequested(VarproTrainer tr, PetscBool *stop)
   PetscFunctionReturn(0);
 }
 
+/* Writes a checkpoint of step: the features w_step and the state before its projection. */
+static PetscErrorCode TrainerCheckpoint(VarproTrainer tr, VarproResult res, PetscInt step)
+{
+  double t0 = 0.0;
+
+  PetscFunctionBeginUser;
+  PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
+  PetscCall(VarproInnerGetState(tr->inner, tr->state));
+  PetscCall(PetscArraycpy(tr->state + tr->nstate - 2 * tr->M, tr->refresh_features, 2 * tr->M));
+  PetscCall(VarproResultCheckpoint(res, step, tr->features, tr->state));
+  PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
+  PetscFunctionReturn(0);
+}
+
+/* Restores the state a checkpoint kept (tr->state): the inner solve's preconditioner is rebuilt
+   from the features of its last refresh, then the current features' F is recomputed. */
+static PetscErrorCode TrainerRestoreState(VarproTrainer tr)
+{
+  PetscInt   last_refresh;
+  PetscReal *current;
+
+  PetscFunctionBeginUser;
+  PetscCall(VarproInnerSetState(tr->inner, tr->state));
+  last_refresh = VarproInnerLastRefresh(tr->inner);
+  if (last_refresh < 0) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc1(2 * tr->M, &current));
+  PetscCall(PetscArraycpy(current, tr->features, 2 * tr->M));
+  PetscCall(PetscArraycpy(tr->refresh_features, tr->state + tr->nstate - 2 * tr->M, 2 * tr->M));
+  PetscCall(PetscArraycpy(tr->features, tr->refresh_features, 2 * tr->M));
+  PetscCall(TrainerComputeFeatures(tr));
+  PetscCall(VarproInnerRefactor(tr->inner, last_refresh));
+  PetscCall(PetscArraycpy(tr->features, current, 2 * tr->M));
+  PetscCall(PetscFree(current));
+  PetscCall(VarproInnerSetState(tr->inner, tr->state));
+  PetscFunctionReturn(0);
+}
+
 /* The step loop from step first (0, or the step a partial result is resumed from): record,
    project, risk and gradient, update. The state after the last step is projected and recorded
-   too. A stop request ends the loop at a step boundary, after the features of that step are
-   saved as a snapshot, and sets *stopped to the step (else -1). */
+   too. At each step boundary a checkpoint is written when due, and a stop request ends the loop
+   after one (so that a resumed run loses nothing and follows the same trajectory), setting
+   *stopped to the step (else -1). */
 static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt first, VarproRunSummary *s,
                                   PetscInt *stopped)
 {
@@ -482,39 +534,33 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt f
   for (step = first; step <= epochs; step++) {
     PetscBool mmd_due = (PetscBool)(next_mmd < nmmd && mmd_steps[next_mmd] == step);
 
-    /* Project u at w_step and record what is due */
+    /* At a step boundary: a checkpoint when asked to stop or when due, by step count or by rank
+       0's clock (only rank 0 writes); a run whose claim was taken over adds nothing */
     t1 = MPI_Wtime();
+    if (step > first) {
+      PetscCall(TrainerStopRequested(tr, &stop));
+      if (!tr->claim_lost &&
+          (stop || (tr->checkpoint_steps > 0 && step % tr->checkpoint_steps == 0) ||
+           (tr->checkpoint_seconds > 0 && MPI_Wtime() - last_checkpoint >= tr->checkpoint_seconds))) {
+        PetscCall(TrainerCheckpoint(tr, res, step));
+        last_checkpoint = MPI_Wtime();
+      }
+      if (stop) {
+        *stopped = step;
+        break;
+      }
+    }
+
+    /* Project u at w_step and record what is due */
     PetscCall(TrainerProject(tr, step));
     PetscCall(TrainerRecord(tr, res, step, (PetscBool)(step == epochs), mmd_due, &mmd));
     if (mmd_due) next_mmd++;
-
-    /* Asked to stop: w_step is saved as a snapshot, so that a resumed run loses nothing */
-    if (step < epochs) PetscCall(TrainerStopRequested(tr, &stop));
-    if (stop) {
-      if (step % tr->cfg->saving_step && !tr->claim_lost) {
-        PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
-        PetscCall(VarproResultAppendSnapshot(res, step, tr->features, tr->outer));
-        PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
-      }
-      *stopped = step;
-      break;
-    }
-
-    /* A checkpoint when due: by step count, or by rank 0's clock (only rank 0 writes) */
-    if (step > first && step < epochs &&
-        ((tr->checkpoint_steps > 0 && step % tr->checkpoint_steps == 0) ||
-         (tr->checkpoint_seconds > 0 && MPI_Wtime() - last_checkpoint >= tr->checkpoint_seconds))) {
-      PetscCall(StageBegin(tr, STAGE_OUTPUT, &t0));
-      PetscCall(VarproResultCheckpoint(res, step, tr->features));
-      PetscCall(StageEnd(tr, STAGE_OUTPUT, t0));
-      last_checkpoint = MPI_Wtime();
-    }
 
     /* Reduced risk and feature gradient; the step, except after the last one, where the risk
        is that of the final features, beside their MMD */
     PetscCall(StageBegin(tr, STAGE_GRADIENT, &t0));
     PetscCall(TrainerRiskAndGradient(tr, step, &risk, gradient));
-    if (step < epochs) TrainerUpdateFeatures(tr, gradient);
+    if (step < epochs) PetscCall(TrainerUpdateFeatures(tr, step, gradient));
     PetscCall(StageEnd(tr, STAGE_GRADIENT, t0));
     if (step == epochs) break;
     step_time[step] = MPI_Wtime() - t1;
@@ -539,8 +585,9 @@ static PetscErrorCode TrainerLoop(VarproTrainer tr, VarproResult res, PetscInt f
 PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const char run_info[],
                                 VarproRunSummary *summary)
 {
-  VarproResult res   = NULL;
-  PetscInt     first = -1, stopped;
+  VarproResult res       = NULL;
+  PetscInt     first     = -1, stopped;
+  PetscBool    has_state = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(summary, sizeof(*summary)));
@@ -549,12 +596,19 @@ PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const
   /* The result file exists as <name>.h5.partial until the run completes; one left by a run that
      died or was stopped is continued from its last snapshot */
   if (tr->resume)
-    PetscCall(VarproResultResume(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, &first, tr->features, &res));
+    PetscCall(VarproResultResume(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, tr->nstate,
+                                 (PetscBool)!VarproInnerCarriesState(tr->inner), &first, tr->features, tr->state,
+                                 &has_state, &res));
+  if (res && has_state) PetscCall(TrainerRestoreState(tr));
   if (res)
-    PetscCall(PetscPrintf(tr->comm, "  resuming %s from step %" PetscInt_FMT "\n", tr->cfg->name, first));
+    PetscCall(PetscPrintf(tr->comm, "  resuming %s from step %" PetscInt_FMT "%s\n", tr->cfg->name, first,
+                          has_state || !VarproInnerCarriesState(tr->inner)
+                            ? ""
+                            : " (a snapshot: the inner solve starts afresh, so the trajectory matches an "
+                              "uninterrupted run's to its tolerance, not bit for bit)"));
   else {
     first = 0;
-    PetscCall(VarproResultCreate(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, &res));
+    PetscCall(VarproResultCreate(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, tr->nstate, &res));
     PetscCall(VarproResultWriteTeacher(res, tr->prob.teacher_features));
   }
   PetscCall(VarproTorusMeanSelfDistance(tr->comm, tr->prob.T, tr->prob.teacher_features, &tr->teacher_self));

@@ -66,18 +66,23 @@ typedef struct _p_VarproResult *VarproResult;
      snapshot_outer_weights  (S x M)      float64
      mmd_steps               (K)          int64
      mmd                     (K)          float64
-   M and T are the resolved widths (cfg may hold 0 when read from a data file). */
+   M and T are the resolved widths (cfg may hold 0 when read from a data file); nstate is the length
+   of the trainer's state kept with each checkpoint (see VarproResultCheckpoint). */
 PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
-                                  VarproResult *res);
+                                  PetscInt nstate, VarproResult *res);
 /* Reopens dir/<name>.h5.partial, left by an earlier run of cfg that died or was stopped, to continue
-   it from its last snapshot or checkpoint, whichever is later: on return *step is its step s and
-   features (M x 2, every rank) its exact features, and every history of the file is cut back to what belongs to the
-   steps before s (loss and step_time: the first s entries; snapshots and MMDs: steps < s), so that the caller records
-   step s onwards again. s is added to the string attribute "resumed_from". When there is no partial file, or it cannot
-   be read or holds no snapshot (a line says so), *step is -1 and *res NULL: the caller starts over. A partial file of
-   another configuration raises PETSC_ERR_USER_INPUT. Collective. */
+   it: from its latest checkpoint, or from its last snapshot when that is later and snapshots_exact
+   (the trainer carries no state from step to step, so a snapshot is as good), or when there is no
+   checkpoint. On return *step is that step s, features (M x 2, every rank) its exact features and,
+   from a checkpoint, state (nstate, every rank) the trainer's state there (*has_state), and every
+   history of the file is cut back to what belongs to the steps before s (loss and step_time: the
+   first s entries; snapshots and MMDs: steps < s), so that the caller records step s onwards
+   again. s is added to the string attribute "resumed_from". When there is no partial file, or it
+   cannot be read or holds no snapshot (a line says so), *step is -1 and *res NULL: the caller
+   starts over. A partial file of another configuration raises PETSC_ERR_USER_INPUT. Collective. */
 PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
-                                  PetscInt *step, PetscReal features[], VarproResult *res);
+                                  PetscInt nstate, PetscBool snapshots_exact, PetscInt *step, PetscReal features[],
+                                  PetscReal state[], PetscBool *has_state, VarproResult *res);
 /* Raises PETSC_ERR_USER_INPUT when dir/<name>.h5.partial holds a configuration other than cfg's
    (remove it or use --force); a missing or unreadable one is fine. Collective. */
 PetscErrorCode VarproResultPartialCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg);
@@ -86,11 +91,12 @@ PetscErrorCode VarproResultAppendLoss(VarproResult res, PetscInt step, PetscReal
 PetscErrorCode VarproResultAppendSnapshot(VarproResult res, PetscInt step, const PetscReal features[],
                                           const PetscReal outer_weights[]); /* M x 2, M */
 PetscErrorCode VarproResultAppendMMD(VarproResult res, PetscInt step, PetscReal mmd);
-/* A checkpoint: the features of step (M x 2, before its update), with every history of the steps
-   before it flushed, kept in the partial file (two slots, so that a kill in the middle of one
-   leaves the previous one) until the result is finished; VarproResultResume continues from the
-   latest of the last snapshot and the last checkpoint. Not collective; rank 0 writes. */
-PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[]);
+/* A checkpoint: the features of step (M x 2, before its update) and the trainer's state before
+   that step (nstate), with every history of the steps before it flushed, kept in the partial file
+   (two slots, so that a kill in the middle of one leaves the previous one) until the result is
+   finished; see VarproResultResume. Not collective; rank 0 writes. */
+PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const PetscReal features[],
+                                      const PetscReal state[]);
 PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value);
 PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value);
 PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[]);

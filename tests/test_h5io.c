@@ -725,7 +725,7 @@ static PetscErrorCode TestResultWrite(MPI_Comm comm, const char dir[], PetscMPII
 
   PetscFunctionBeginUser;
   ConfigFill(&cfg, "unbiased_M3");
-  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
+  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, 0, &res));
   PetscCall(WriteRun(res));
   PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_TRUE, PETSC_FALSE, "result: only <name>.h5.partial before Finish"));
 
@@ -773,7 +773,7 @@ static PetscErrorCode TestResultFlushTime(MPI_Comm comm, const char dir[], Petsc
   PetscFunctionBeginUser;
   ConfigFill(&cfg, "flushed");
   PetscCall(PetscOptionsSetValue(NULL, "-varpro_result_flush_seconds", "0"));
-  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
+  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, 0, &res));
   PetscCall(PetscOptionsClearValue(NULL, "-varpro_result_flush_seconds"));
   if (rank == 0) PetscCall(PartialFileSize(dir, &cfg, &size_created));
   for (PetscInt s = 0; s < 10; s++) PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
@@ -799,7 +799,7 @@ static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], Pets
 
   PetscFunctionBeginUser;
   ConfigFill(&cfg, "unfinished");
-  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
+  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, 0, &res));
   for (PetscInt s = 0; s < 10; s++) PetscCall(VarproResultAppendLoss(res, s, RunLoss(s), RunStepTime(s)));
   PetscCall(VarproResultDestroy(&res));
   PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_TRUE, PETSC_FALSE,
@@ -820,7 +820,7 @@ static PetscErrorCode TestResultUnfinished(MPI_Comm comm, const char dir[], Pets
   PetscCall(Check(comm, ok, "unfinished result: partial file readable, 10 losses, no 'complete'"));
 
   /* Starting again replaces the partial file */
-  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, &res));
+  PetscCall(VarproResultCreate(comm, dir, &cfg, RUN_M, RUN_T, 0, &res));
   PetscCall(VarproResultFinish(res));
   PetscCall(VarproResultDestroy(&res));
   PetscCall(CheckResultFiles(comm, dir, &cfg, PETSC_FALSE, PETSC_TRUE,

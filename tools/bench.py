@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 STAGES = ["Features", "Kernel assembly", "Inner solve", "Gradient", "MMD", "Output"]
-PATHS = {"direct": [], "matfree": ["-inner_kernel_mat_type", "matfree"], "dense-cg": ["-inner_kernel_mat_type", "dense"]}
+PATHS = {"direct": ["-inner_kernel_mat_type", "scalapack"], "matfree": [], "dense-cg": ["-inner_kernel_mat_type", "dense"]}
 
 
 def run_case(args, tmp, width, ranks, path, extra):
