@@ -16,6 +16,7 @@
  *              refresh costs
  */
 #include "inner.h"
+#include "kernels.h"
 
 #include <petscblaslapack.h>
 #include <petscksp.h>
@@ -26,7 +27,7 @@ typedef enum { KERNEL_MAT_SCALAPACK, KERNEL_MAT_DENSE, KERNEL_MAT_MATFREE } Kern
 static const char *const KernelMatTypes[] = {"scalapack", "dense", "matfree", "KernelMatType", "KERNEL_MAT_", NULL};
 
 /* Events of the assembly, shown by -log_view. */
-static PetscLogEvent EVENT_GRAM, EVENT_GRAM_REDUCE, EVENT_FACTOR;
+static PetscLogEvent EVENT_GRAM, EVENT_GRAM_REDUCE, EVENT_FACTOR, EVENT_NORMAL_PRODUCT;
 
 struct _p_VarproInner {
   MPI_Comm         comm;
@@ -55,7 +56,6 @@ struct _p_VarproInner {
   Mat        Kfactor;      /* distributed: K at the last refresh, MATSCALAPACK */
   KSP        factor_ksp;   /* distributed: its Cholesky factor, applied as the preconditioner */
   Vec        x_all;        /* sequential copy of a Krylov vector on every rank */
-  PetscReal *Fx;           /* nlocal: F x for this rank's points */
   PetscReal *FtFx;         /* M: this rank's F^T F x, before the reduction */
   PetscReal  refresh_cost; /* what a refresh costs, in CG iterations */
   PetscInt   refresh_its;  /* refresh the factor after a solve needing more iterations */
@@ -100,7 +100,7 @@ static PetscErrorCode InnerLocalGram(VarproInner in)
   PetscCall(PetscBLASIntCast(in->nlocal, &n));
   PetscCall(PetscBLASIntCast(in->M + 1, &ld));
   PetscCall(PetscLogEventBegin(EVENT_GRAM, 0, 0, 0, 0));
-  PetscCallBLAS("BLASsyrk", BLASsyrk_("U", "T", &M, &n, &alpha, in->F, &n, &beta, in->gram, &ld));
+  PetscCallBLAS("BLASsyrk", BLASsyrk_("U", "N", &M, &n, &alpha, in->F, &M, &beta, in->gram, &ld));
   for (PetscInt j = 0; j < in->M; j++) in->gram[j * (in->M + 1) + in->M] = in->Fty[j] / in->N;
   PetscCall(PetscLogFlops((PetscLogDouble)in->nlocal * in->M * (in->M + 1)));
   PetscCall(PetscLogEventEnd(EVENT_GRAM, 0, 0, 0, 0));
@@ -127,27 +127,26 @@ static PetscErrorCode InnerRightHandSide(VarproInner in)
    triangle costs what one dsyrk does. */
 static PetscErrorCode InnerGramRowBlock(VarproInner in, PetscInt s, PetscInt m, PetscInt ncols, PetscReal block[])
 {
-  const PetscReal *Fs = in->F + s * in->nlocal; /* nlocal x m: the columns of F of these rows */
-  PetscBLASInt     bm, bs, bn, br, n;
+  const PetscReal *Fs = in->F + s; /* rows [s, s + m) of F^T, the M x nlocal column-major view of F */
+  PetscBLASInt     bm, bs, br, n, ld;
   PetscReal        alpha = 1.0 / ((PetscReal)in->N * in->M), beta = 0.0;
 
   PetscFunctionBeginUser;
   PetscCall(PetscBLASIntCast(m, &bm));
   PetscCall(PetscBLASIntCast(s, &bs));
   PetscCall(PetscBLASIntCast(in->nlocal, &n));
+  PetscCall(PetscBLASIntCast(in->M, &ld));
   PetscCall(PetscBLASIntCast(ncols - s - m, &br));
   PetscCall(PetscLogEventBegin(EVENT_GRAM, 0, 0, 0, 0));
 
   /* Left of the diagonal block, the diagonal block (lower, then mirrored), right of it if asked */
-  if (bs) PetscCallBLAS("BLASgemm", BLASgemm_("T", "N", &bm, &bs, &n, &alpha, Fs, &n, in->F, &n, &beta, block, &bm));
-  PetscCallBLAS("BLASsyrk", BLASsyrk_("L", "T", &bm, &n, &alpha, Fs, &n, &beta, block + s * m, &bm));
+  if (bs) PetscCallBLAS("BLASgemm", BLASgemm_("N", "T", &bm, &bs, &n, &alpha, Fs, &ld, in->F, &ld, &beta, block, &bm));
+  PetscCallBLAS("BLASsyrk", BLASsyrk_("L", "N", &bm, &n, &alpha, Fs, &ld, &beta, block + s * m, &bm));
   for (PetscInt j = 0; j < m; j++)
     for (PetscInt i = 0; i < j; i++) block[(s + j) * m + i] = block[(s + i) * m + j];
-  if (br) {
-    PetscCall(PetscBLASIntCast(ncols - s - m, &bn));
-    PetscCallBLAS("BLASgemm", BLASgemm_("T", "N", &bm, &bn, &n, &alpha, Fs, &n, in->F + (s + m) * in->nlocal, &n, &beta,
+  if (br)
+    PetscCallBLAS("BLASgemm", BLASgemm_("N", "T", &bm, &br, &n, &alpha, Fs, &ld, in->F + s + m, &ld, &beta,
                                         block + (s + m) * m, &bm));
-  }
   PetscCall(PetscLogFlops((PetscLogDouble)in->nlocal * m * (2.0 * s + m + 1 + 2.0 * (ncols - s - m))));
   PetscCall(PetscLogEventEnd(EVENT_GRAM, 0, 0, 0, 0));
   PetscFunctionReturn(0);
@@ -199,35 +198,34 @@ static PetscErrorCode InnerAssembleDistributed(VarproInner in)
   PetscFunctionReturn(0);
 }
 
-/* y = F^T F x / (N M) + lambda x without forming F^T F: two passes over this rank's rows of F
-   and one reduction of M numbers. */
+/* y = F^T F x / (N M) + lambda x without forming F^T F: one pass over this rank's rows of F and
+   one reduction of M numbers. */
 static PetscErrorCode KernelMultMatFree(Mat A, Vec x, Vec y)
 {
   VarproInner      in;
-  PetscBLASInt     M, n, one = 1;
-  PetscReal        zero = 0.0, unit = 1.0, scale, *yl;
+  PetscReal        scale, *yl;
   const PetscReal *xa;
 
   PetscFunctionBeginUser;
   PetscCall(MatShellGetContext(A, &in));
-  PetscCall(PetscBLASIntCast(in->M, &M));
-  PetscCall(PetscBLASIntCast(in->nlocal, &n));
   scale = 1.0 / ((PetscReal)in->N * in->M);
 
   /* Every rank needs all of x */
   PetscCall(VecScatterBegin(in->to_all, x, in->x_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(in->to_all, x, in->x_all, INSERT_VALUES, SCATTER_FORWARD));
 
-  /* F^T (F x) on this rank's points, then summed onto the owners of y */
+  /* F^T (F x) on this rank's points, in one pass over its rows of F, then summed onto the owners of y */
+  PetscCall(PetscLogEventBegin(EVENT_NORMAL_PRODUCT, 0, 0, 0, 0));
   PetscCall(VecGetArrayRead(in->x_all, &xa));
-  PetscCallBLAS("BLASgemv", BLASgemv_("N", &n, &M, &unit, in->F, &n, xa, &one, &zero, in->Fx, &one));
-  PetscCallBLAS("BLASgemv", BLASgemv_("T", &n, &M, &scale, in->F, &n, in->Fx, &one, &zero, in->FtFx, &one));
+  VarproKernelNormalProduct(in->nlocal, in->M, in->F, xa, in->FtFx);
   PetscCall(VecRestoreArrayRead(in->x_all, &xa));
+  for (PetscInt j = 0; j < in->M; j++) in->FtFx[j] *= scale;
+  PetscCall(PetscLogFlops(4.0 * in->nlocal * in->M));
+  PetscCall(PetscLogEventEnd(EVENT_NORMAL_PRODUCT, 0, 0, 0, 0));
   PetscCall(VecGetArrayWrite(y, &yl));
   PetscCallMPI(MPI_Reduce_scatter(in->FtFx, yl, in->vec_counts, MPIU_REAL, MPIU_SUM, in->comm));
   PetscCall(VecRestoreArrayWrite(y, &yl));
   PetscCall(VecAXPY(y, in->lambda, x));
-  PetscCall(PetscLogFlops(4.0 * in->nlocal * in->M));
   PetscFunctionReturn(0);
 }
 
@@ -417,7 +415,6 @@ static PetscErrorCode InnerSetUpMatFree(VarproInner in, PC pc)
   PC factor_pc;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(in->nlocal, &in->Fx));
   PetscCall(VecDuplicate(in->u_all, &in->x_all));
   PetscCall(MatCreateShell(in->comm, in->mrows, in->mrows, in->M, in->M, in, &in->Kop));
   PetscCall(MatShellSetOperation(in->Kop, MATOP_MULT, (void (*)(void))KernelMultMatFree));
@@ -578,6 +575,7 @@ static PetscErrorCode InnerRegisterEvents(void)
   PetscCall(PetscLogEventRegister("VarproGram", classid, &EVENT_GRAM));
   PetscCall(PetscLogEventRegister("VarproGramReduce", classid, &EVENT_GRAM_REDUCE));
   PetscCall(PetscLogEventRegister("VarproKernelInv", classid, &EVENT_FACTOR));
+  PetscCall(PetscLogEventRegister("VarproFtFx", classid, &EVENT_NORMAL_PRODUCT));
   registered = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -725,7 +723,6 @@ PetscErrorCode VarproInnerDestroy(VarproInner *inner)
   PetscCall(PetscFree(in->gram));
   PetscCall(PetscFree2(in->gram_block[0], in->gram_block[1]));
   PetscCall(PetscFree(in->vec_counts));
-  PetscCall(PetscFree(in->Fx));
   PetscCall(PetscFree(in->FtFx));
   PetscCall(PetscFree(in->Kinv_rows));
   PetscCall(PetscFree(in));

@@ -6,7 +6,7 @@
 typedef struct _p_VarproInner *VarproInner;
 
 /* Sets up the kernel matrix, its vectors and the KSP "inner_" (reading its options) for a rank
-   owning nlocal of N data points. F (nlocal x M, column-major) and Fty (M: F^T y summed over
+   owning nlocal of N data points. F (nlocal x M, row-major) and Fty (M: F^T y summed over
    this rank's points) stay the caller's: every call reads their current values. name is the run's, for messages.
    Collective. */
 PetscErrorCode VarproInnerCreate(MPI_Comm comm, const char name[], PetscInt M, PetscInt N, PetscInt nlocal,

@@ -1,5 +1,6 @@
-/* Element-wise passes of a step; see kernels.h. This file is built with -ffast-math so that
-   exp vectorises: the NaN checks of a step live elsewhere and are not affected. */
+/* The passes over F of a step; see kernels.h. This file is built with -ffast-math so that exp
+   vectorises and the sums are reassociated into vector lanes: the NaN checks of a step live
+   elsewhere and are not affected. */
 #include "kernels.h"
 #include "torus.h"
 
@@ -12,43 +13,55 @@ static inline PetscReal WrapDifference(PetscReal d)
 }
 
 void VarproKernelFeatures(PetscInt n, const PetscReal x0[], const PetscReal x1[], const PetscReal y[], PetscInt M,
-                          const PetscReal w[], PetscReal F[], PetscReal Fty[])
+                          const PetscReal w0[], const PetscReal w1[], PetscReal F[], PetscReal Fty[])
 {
-  for (PetscInt j = 0; j < M; j++) {
-    const PetscReal w0 = w[2 * j], w1 = w[2 * j + 1];
-    PetscReal *restrict col = &F[j * n];
-    PetscReal dot           = 0.0;
+  for (PetscInt j = 0; j < M; j++) Fty[j] = 0.0;
+  for (PetscInt i = 0; i < n; i++) {
+    const PetscReal a = x0[i], b = x1[i], yi = y[i];
+    PetscReal *restrict row = &F[i * M];
 
-#pragma omp simd reduction(+ : dot)
-    for (PetscInt i = 0; i < n; i++) {
-      PetscReal dx = WrapDifference(w0 - x0[i]), dy = WrapDifference(w1 - x1[i]);
+#pragma omp simd
+    for (PetscInt j = 0; j < M; j++) {
+      PetscReal dx = WrapDifference(w0[j] - a), dy = WrapDifference(w1[j] - b);
 
-      col[i] = VARPRO_PHI_SCALE * exp(-VARPRO_PHI_RATE * sqrt(dx * dx + dy * dy));
-      dot += col[i] * y[i];
+      row[j] = VARPRO_PHI_SCALE * exp(-VARPRO_PHI_RATE * sqrt(dx * dx + dy * dy));
+      Fty[j] += row[j] * yi;
     }
-    Fty[j] = dot;
   }
 }
 
-void VarproKernelGradientSums(PetscInt n, const PetscReal x0[], const PetscReal x1[], PetscInt M, const PetscReal w[],
-                              const PetscReal F[], const PetscReal e[], PetscReal s[])
+void VarproKernelGradientSums(PetscInt n, const PetscReal x0[], const PetscReal x1[], PetscInt M, const PetscReal w0[],
+                              const PetscReal w1[], const PetscReal F[], const PetscReal e[], PetscReal sx[],
+                              PetscReal sy[])
 {
-  for (PetscInt j = 0; j < M; j++) {
-    const PetscReal w0 = w[2 * j], w1 = w[2 * j + 1];
-    const PetscReal *restrict col = &F[j * n];
-    PetscReal gx = 0.0, gy = 0.0;
+  for (PetscInt j = 0; j < M; j++) sx[j] = sy[j] = 0.0;
+  for (PetscInt i = 0; i < n; i++) {
+    const PetscReal a = x0[i], b = x1[i], ei = e[i];
+    const PetscReal *restrict row = &F[i * M];
 
     /* phi'(r) wrap(w - x) / r; a point on top of a feature contributes nothing */
-#pragma omp simd reduction(+ : gx, gy)
-    for (PetscInt i = 0; i < n; i++) {
-      PetscReal dx = WrapDifference(w0 - x0[i]), dy = WrapDifference(w1 - x1[i]);
+#pragma omp simd
+    for (PetscInt j = 0; j < M; j++) {
+      PetscReal dx = WrapDifference(w0[j] - a), dy = WrapDifference(w1[j] - b);
       PetscReal r2 = dx * dx + dy * dy;
-      PetscReal c  = r2 > 0.0 ? e[i] * col[i] / sqrt(r2) : 0.0;
+      PetscReal c  = r2 > 0.0 ? ei * row[j] / sqrt(r2) : 0.0;
 
-      gx += c * dx;
-      gy += c * dy;
+      sx[j] += c * dx;
+      sy[j] += c * dy;
     }
-    s[2 * j]     = gx;
-    s[2 * j + 1] = gy;
+  }
+}
+
+void VarproKernelNormalProduct(PetscInt n, PetscInt M, const PetscReal F[], const PetscReal x[], PetscReal y[])
+{
+  for (PetscInt j = 0; j < M; j++) y[j] = 0.0;
+  for (PetscInt i = 0; i < n; i++) {
+    const PetscReal *restrict row = &F[i * M];
+    PetscReal t                   = 0.0;
+
+#pragma omp simd reduction(+ : t)
+    for (PetscInt j = 0; j < M; j++) t += row[j] * x[j];
+#pragma omp simd
+    for (PetscInt j = 0; j < M; j++) y[j] += t * row[j];
   }
 }

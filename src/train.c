@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <petscblaslapack.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,7 +51,8 @@ struct _p_VarproTrainer {
   PetscReal          *x0, *x1;  /* nlocal each: this rank's inputs wrapped to [-2, 2), by coordinate */
   PetscReal          *features; /* M x 2, replicated, current w */
   PetscReal          *outer;    /* M, replicated, projected u at the current w */
-  PetscReal          *F;        /* nlocal x M, column-major: phi(r(w_j, x_i)) for this rank's rows */
+  PetscReal          *F;        /* nlocal x M, row-major: phi(r(w_j, x_i)) for this rank's points (see kernels.h) */
+  PetscReal          *w0, *w1;  /* M each: the current features by coordinate, for the kernels */
   PetscReal          *Fty;      /* M: F^T y over this rank's rows, unreduced */
   PetscInt            nstate;   /* length of the state a checkpoint keeps: the inner solve's, then refresh_features */
   PetscReal          *state;    /* nstate, replicated: scratch for checkpoints and resumes */
@@ -107,7 +109,11 @@ static PetscErrorCode TrainerComputeFeatures(VarproTrainer tr)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(EVENT_FEATURES, 0, 0, 0, 0));
-  VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->prob.targets, tr->M, tr->features, tr->F, tr->Fty);
+  for (PetscInt j = 0; j < tr->M; j++) {
+    tr->w0[j] = tr->features[2 * j];
+    tr->w1[j] = tr->features[2 * j + 1];
+  }
+  VarproKernelFeatures(tr->nlocal, tr->x0, tr->x1, tr->prob.targets, tr->M, tr->w0, tr->w1, tr->F, tr->Fty);
   PetscCall(PetscLogFlops(22.0 * tr->nlocal * tr->M));
   PetscCall(PetscLogEventEnd(EVENT_FEATURES, 0, 0, 0, 0));
   PetscFunctionReturn(0);
@@ -143,7 +149,7 @@ static PetscErrorCode TrainerResidual(VarproTrainer tr)
   PetscCall(PetscBLASIntCast(tr->M, &M));
   PetscCall(PetscBLASIntCast(tr->nlocal, &n));
   PetscCall(PetscArraycpy(tr->residual, tr->prob.targets, tr->nlocal));
-  PetscCallBLAS("BLASgemv", BLASgemv_("N", &n, &M, &alpha, tr->F, &n, tr->outer, &one, &beta, tr->residual, &one));
+  PetscCallBLAS("BLASgemv", BLASgemv_("T", &M, &n, &alpha, tr->F, &M, tr->outer, &one, &beta, tr->residual, &one));
   PetscFunctionReturn(0);
 }
 
@@ -161,7 +167,7 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
 
   /* phi'(r) d / r = -2 F_ij d / r: sum this rank's points for each feature */
   PetscCall(PetscLogEventBegin(EVENT_GRADIENT, 0, 0, 0, 0));
-  VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->features, tr->F, tr->residual, tr->reduce);
+  VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->w0, tr->w1, tr->F, tr->residual, tr->reduce, tr->reduce + M);
   PetscCall(PetscLogFlops(20.0 * n * M));
   PetscCall(PetscLogEventEnd(EVENT_GRADIENT, 0, 0, 0, 0));
   tr->reduce[2 * M] = sq;
@@ -169,7 +175,7 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
 
   /* Scale by u_j and the constants; the risk adds the ridge penalty */
   for (PetscInt j = 0; j < M; j++) {
-    for (int c = 0; c < 2; c++) gradient[2 * j + c] = scale * tr->outer[j] * tr->reduce[2 * j + c];
+    for (int c = 0; c < 2; c++) gradient[2 * j + c] = scale * tr->outer[j] * tr->reduce[c * M + j];
     penalty += (tr->outer[j] - tr->u_prior) * (tr->outer[j] - tr->u_prior);
   }
   *risk = tr->reduce[2 * M] / (2.0 * tr->N * tr->cfg->lambda) + penalty / (2.0 * M);
@@ -211,6 +217,7 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
   PetscCall(PetscArraycpy(tr->features, tr->prob.student_features, 2 * M));
   PetscCall(PetscCalloc1(M, &tr->outer));
   PetscCall(PetscMalloc1((size_t)tr->nlocal * M, &tr->F));
+  PetscCall(PetscMalloc2(M, &tr->w0, M, &tr->w1));
   PetscCall(PetscMalloc1(M, &tr->Fty));
   PetscCall(PetscMalloc1(tr->nlocal, &tr->residual));
   PetscCall(PetscMalloc1(2 * M + 1, &tr->reduce));
@@ -260,6 +267,7 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(PetscFree(tr->features));
   PetscCall(PetscFree(tr->outer));
   PetscCall(PetscFree(tr->F));
+  PetscCall(PetscFree2(tr->w0, tr->w1));
   PetscCall(PetscFree(tr->Fty));
   PetscCall(PetscFree(tr->residual));
   PetscCall(PetscFree(tr->reduce));
@@ -426,10 +434,12 @@ static int CompareReal(const void *a, const void *b)
 static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, const char run_info[],
                                           const VarproRunSummary *s)
 {
-  char        text[256], host[256] = "";
-  PetscReal   stage_max[NUM_STAGES];
-  const char *kernel_type;
-  PetscInt64  iterations, assemblies;
+  char          text[256], host[256] = "";
+  PetscReal     stage_max[NUM_STAGES];
+  const char   *kernel_type;
+  PetscInt64    iterations, assemblies;
+  double        rss;
+  struct rusage usage;
 
   PetscFunctionBeginUser;
   PetscCall(VarproResultSetAttributeString(res, "software_version", VARPRO_GIT_VERSION));
@@ -448,6 +458,12 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscCall(VarproResultSetAttributeInt(res, "kernel_assemblies", assemblies));
   PetscCall(VarproResultSetAttributeReal(res, "final_reduced_risk", s->reduced_risk));
   PetscCall(VarproResultSetAttributeReal(res, "final_mmd", s->mmd));
+
+  /* Peak resident memory of the process so far (the kernel's count), the largest rank's, in bytes */
+  PetscCheck(!getrusage(RUSAGE_SELF, &usage), PETSC_COMM_SELF, PETSC_ERR_SYS, "getrusage: %s", strerror(errno));
+  rss = 1024.0 * (double)usage.ru_maxrss;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &rss, 1, MPI_DOUBLE, MPI_MAX, tr->comm));
+  PetscCall(VarproResultSetAttributeReal(res, "peak_memory_per_rank", rss));
 
   /* Seconds spent per stage, the slowest rank's */
   PetscCallMPI(MPI_Allreduce(tr->stage_time, stage_max, NUM_STAGES, MPIU_REAL, MPIU_MAX, tr->comm));

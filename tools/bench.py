@@ -1,17 +1,19 @@
 #!/usr/bin/python3
-"""Benchmark: median time per VarPro step at N = T = 4096, by width and rank count.
+"""Benchmark: time per VarPro step at N = T = 4096, by width, rank count and inner solve.
 
-    tools/bench.py [--widths 128 512 1024] [--ranks 1 2] [--epochs 60] [--paths direct matfree]
-                   [--build build] [-- extra options for varpro-rbf]
+    tools/bench.py [--widths 128 512 1024] [--ranks 1 2] [--epochs 400] [--paths direct matfree]
+                   [--n 4096] [--build build] [-- extra options for varpro-rbf]
 
 Every case runs the real executable on a generated problem (gamma = 100, biased, lambda =
-1e-3) and reads back its result file: the median of the per-step wall times, the share of each
-stage (slowest rank) in the total, the inner iterations per solve and how many kernel matrices
-were assembled and factored. The solver paths are "direct" (assemble and factor every step,
-the default) and "matfree" (-inner_kernel_mat_type matfree: CG on the matrix-free operator,
-preconditioned by the factor of an earlier step). All cases run in one invocation, one after the
-other, so their ratios are measured under the same machine load. This is not a test: it
-prints numbers.
+1e-3) and reads back its result file. Per case it prints the median and the mean time per step
+over all steps, the median over the second half of the run (the matrix-free solve is slower in
+the first steps, when the features move fast), the share of each stage (slowest rank) in the
+total, the inner iterations per solve, how many kernel matrices were assembled and factored, and
+the peak resident memory of the largest rank. The solver paths are "direct" (-inner_kernel_mat_type
+scalapack: assemble and factor every step) and "matfree" (the default: CG on the matrix-free
+operator, preconditioned by the inverse of an earlier step's kernel matrix). All cases run in one
+invocation, one after the other, so their ratios are measured under the same machine load; on a
+shared machine, run it twice and compare. This is not a test: it prints numbers.
 """
 import argparse
 import os
@@ -23,7 +25,8 @@ import h5py
 import numpy as np
 
 STAGES = ["Features", "Kernel assembly", "Inner solve", "Gradient", "MMD", "Output"]
-PATHS = {"direct": ["-inner_kernel_mat_type", "scalapack"], "matfree": [], "dense-cg": ["-inner_kernel_mat_type", "dense"]}
+PATHS = {"direct": ["-inner_kernel_mat_type", "scalapack"], "matfree": [],
+         "dense-cg": ["-inner_kernel_mat_type", "dense"]}
 
 
 def run_case(args, tmp, width, ranks, path, extra):
@@ -51,50 +54,57 @@ runs:
         sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
     with h5py.File(os.path.join(out, "bench.h5"), "r") as res:
         step_time = res["step_time"][:]
-        stages = {s: float(res.attrs[f"stage_time/{s}"]) for s in STAGES}
-        solves = args.epochs + 1
-        its = float(res.attrs["inner_iterations"]) / solves
-        assemblies = int(res.attrs["kernel_assemblies"])
-    return float(np.median(step_time)), stages, its, assemblies
+        return {
+            "median": float(np.median(step_time)),
+            "mean": float(np.mean(step_time)),
+            "late": float(np.median(step_time[len(step_time) // 2:])),
+            "stages": {s: float(res.attrs[f"stage_time/{s}"]) for s in STAGES},
+            "its": float(res.attrs["inner_iterations"]) / (args.epochs + 1),
+            "factors": int(res.attrs["kernel_assemblies"]),
+            "memory": float(res.attrs["peak_memory_per_rank"]) / 2**20,
+        }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=[128, 512, 1024])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--paths", nargs="+", default=["direct", "matfree"], choices=sorted(PATHS))
     parser.add_argument("--n", type=int, default=4096, help="data points and teacher width")
     parser.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     parser.add_argument("extra", nargs="*", help="options passed to varpro-rbf (after --)")
     args = parser.parse_args()
 
-    print(f"N = T = {args.n}, {args.epochs} steps per case; median step time, share of stage time,")
-    print("inner iterations per solve, kernel matrices assembled and factored")
-    print(f"{'M':>6} {'ranks':>5} {'path':>8} {'ms/step':>9}  " + "  ".join(f"{s[:10]:>10}" for s in STAGES)
-          + f"  {'its':>6} {'factors':>7}")
-    medians = {}
+    print(f"N = T = {args.n}, {args.epochs} steps per case. ms/step: median and mean over all steps, median over")
+    print("the second half; share of stage time; inner iterations per solve; kernel matrices factored;")
+    print("peak resident memory of the largest rank")
+    print(f"{'M':>6} {'ranks':>5} {'path':>8} {'median':>8} {'mean':>8} {'late':>8}  "
+          + "  ".join(f"{s[:10]:>10}" for s in STAGES) + f"  {'its':>5} {'factors':>7} {'MiB':>7}")
+    cases = {}
     with tempfile.TemporaryDirectory() as tmp:
         for width in args.widths:
             for ranks in args.ranks:
                 for path in args.paths:
-                    median, stages, its, assemblies = run_case(args, tmp, width, ranks, path, args.extra)
-                    medians[width, ranks, path] = median
-                    total = sum(stages.values())
-                    shares = "  ".join(f"{100 * stages[s] / total:9.1f}%" for s in STAGES)
-                    print(f"{width:>6} {ranks:>5} {path:>8} {1e3 * median:9.2f}  {shares}  {its:6.1f} {assemblies:7d}",
+                    c = cases[width, ranks, path] = run_case(args, tmp, width, ranks, path, args.extra)
+                    total = sum(c["stages"].values())
+                    shares = "  ".join(f"{100 * c['stages'][s] / total:9.1f}%" for s in STAGES)
+                    print(f"{width:>6} {ranks:>5} {path:>8} {1e3 * c['median']:8.2f} {1e3 * c['mean']:8.2f} "
+                          f"{1e3 * c['late']:8.2f}  {shares}  {c['its']:5.1f} {c['factors']:7d} {c['memory']:7.0f}",
                           flush=True)
     for width in args.widths:
         for ranks in args.ranks:
-            base = medians[width, ranks, args.paths[0]]
+            base = cases[width, ranks, args.paths[0]]
             for path in args.paths[1:]:
-                print(f"M = {width}, {ranks} rank(s): {args.paths[0]} / {path} = {base / medians[width, ranks, path]:.2f}")
+                c = cases[width, ranks, path]
+                print(f"M = {width}, {ranks} rank(s): {args.paths[0]} / {path} = {base['median'] / c['median']:.2f} "
+                      f"(median), {base['mean'] / c['mean']:.2f} (mean)")
         if 1 in args.ranks:
             for ranks in args.ranks:
                 if ranks > 1:
                     for path in args.paths:
-                        speedup = medians[width, 1, path] / medians[width, ranks, path]
-                        print(f"M = {width}, {path}: speed-up at {ranks} ranks {speedup:.2f}")
+                        speedup = cases[width, 1, path]["median"] / cases[width, ranks, path]["median"]
+                        print(f"M = {width}, {path}: speed-up at {ranks} ranks {speedup:.2f} (median)")
 
 
 if __name__ == "__main__":
