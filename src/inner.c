@@ -288,12 +288,13 @@ static PetscErrorCode InnerAssembleReplicated(VarproInner in, PetscInt step)
   PetscCall(PetscBLASIntCast(ld, &lda));
   PetscCallBLAS("LAPACKpotrf", LAPACKpotrf_("U", &M, in->gram, &lda, &info));
   PetscCheck(info == 0, in->comm, PETSC_ERR_NOT_CONVERGED,
-             "step %" PetscInt_FMT ": the kernel matrix is not positive definite (Cholesky pivot %d); lambda = %g is "
+             "%s: step %" PetscInt_FMT
+             ": the kernel matrix is not positive definite (Cholesky pivot %d); lambda = %g is "
              "too small for double precision",
-             step, (int)info, (double)in->lambda);
+             in->name, step, (int)info, (double)in->lambda);
   PetscCallBLAS("LAPACKpotri", LAPACKpotri_("U", &M, in->gram, &lda, &info));
   PetscCheck(info == 0, in->comm, PETSC_ERR_NOT_CONVERGED,
-             "step %" PetscInt_FMT ": the kernel matrix is singular (inverse pivot %d)", step, (int)info);
+             "%s: step %" PetscInt_FMT ": the kernel matrix is singular (inverse pivot %d)", in->name, step, (int)info);
   for (PetscInt j = 0; j < in->M; j++)
     for (PetscInt i = 0; i < in->mrows; i++) {
       PetscInt r = in->mstart + i;
@@ -393,10 +394,11 @@ PetscErrorCode VarproInnerSolve(VarproInner in, PetscInt step, PetscReal outer[]
   in->cycle_solves++;
   PetscCall(KSPGetConvergedReason(in->ksp, &reason));
   PetscCheck(reason != KSP_DIVERGED_NANORINF, in->comm, PETSC_ERR_FP,
-             "step %" PetscInt_FMT ": the inner solve met NaN or Inf (features or outer weights diverged)", step);
+             "%s: step %" PetscInt_FMT ": the inner solve met NaN or Inf (features or outer weights diverged)",
+             in->name, step);
   PetscCheck(reason >= 0, in->comm, PETSC_ERR_NOT_CONVERGED,
-             "step %" PetscInt_FMT ": inner solve failed: %s (see -inner_ksp_converged_reason, -inner_ksp_rtol)", step,
-             KSPConvergedReasons[reason]);
+             "%s: step %" PetscInt_FMT ": inner solve failed: %s (see -inner_ksp_converged_reason, -inner_ksp_rtol)",
+             in->name, step, KSPConvergedReasons[reason]);
   PetscCall(VecScatterBegin(in->to_all, in->u, in->u_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(in->to_all, in->u, in->u_all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecGetArrayRead(in->u_all, &u));
@@ -404,7 +406,8 @@ PetscErrorCode VarproInnerSolve(VarproInner in, PetscInt step, PetscReal outer[]
   PetscCall(VecRestoreArrayRead(in->u_all, &u));
   for (PetscInt j = 0; j < in->M; j++)
     PetscCheck(!PetscIsInfOrNanReal(outer[j]), in->comm, PETSC_ERR_FP,
-               "step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %g", step, j, (double)outer[j]);
+               "%s: step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %g", in->name, step, j,
+               (double)outer[j]);
   PetscFunctionReturn(0);
 }
 
@@ -499,6 +502,11 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
                              "matfree: the cost of a refresh in CG iterations (default M/16, at least 4)", NULL,
                              in->refresh_cost, &in->refresh_cost, NULL));
   PetscOptionsEnd();
+  PetscCheck(in->refresh_its >= 0 && in->refresh_age >= 0 && in->refresh_cost > 0 && in->refresh_cost < PETSC_INFINITY,
+             in->comm, PETSC_ERR_USER_INPUT,
+             "options -inner_refresh_its %" PetscInt_FMT ", -inner_refresh_age %" PetscInt_FMT
+             ", -inner_refresh_cost %g: the first two must be >= 0, the last finite and > 0",
+             in->refresh_its, in->refresh_age, (double)in->refresh_cost);
   in->kernel_type = (KernelMatType)type;
   PetscCheck(in->kernel_type == KERNEL_MAT_DENSE || (in->kernel_type == KERNEL_MAT_MATFREE && in->replicated) ||
                KernelRowsFitScaLAPACK(in->M, in->size),
@@ -667,11 +675,19 @@ PetscErrorCode VarproInnerGetState(VarproInner in, PetscReal state[])
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode VarproInnerSetState(VarproInner in, const PetscReal state[])
+PetscErrorCode VarproInnerSetState(VarproInner in, PetscInt step, const PetscReal state[])
 {
   PetscReal *u;
+  PetscBool  ok = PETSC_TRUE;
 
   PetscFunctionBeginUser;
+  /* Counters that a run can have produced before step, or the checkpoint is damaged */
+  for (int k = 0; k < STATE_HEAD; k++) ok = (PetscBool)(ok && state[k] == floor(state[k]) && state[k] >= (k ? 0 : -1));
+  ok = (PetscBool)(ok && state[STATE_LAST_REFRESH] < step && state[STATE_CYCLE_SOLVES] <= step);
+  PetscCheck(ok, in->comm, PETSC_ERR_USER_INPUT,
+             "%s: the checkpoint of step %" PetscInt_FMT
+             " holds a damaged inner-solve state; remove its .partial result file or use --force",
+             in->name, step);
   in->last_refresh = (PetscInt)state[STATE_LAST_REFRESH];
   in->cycle_its    = (PetscInt)state[STATE_CYCLE_ITS];
   in->cycle_solves = (PetscInt)state[STATE_CYCLE_SOLVES];

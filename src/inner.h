@@ -26,7 +26,8 @@ PetscErrorCode VarproInnerSolve(VarproInner inner, PetscInt step, PetscReal oute
    the age of its preconditioner); a run that continues from a checkpoint follows the same
    trajectory bit for bit only with the same state. VarproInnerCarriesState says whether there is
    any (not for a direct solve). VarproInnerGetState writes it, VarproInnerStateSize numbers, on
-   every rank; VarproInnerSetState restores it (collective both). The matrix-free preconditioner
+   every rank; VarproInnerSetState restores it as it was before step, and raises
+   PETSC_ERR_USER_INPUT when it cannot be (collective both). The matrix-free preconditioner
    is a function of the features at its last refresh (VarproInnerLastRefresh, -1 for none or for
    another path): to restore it, compute F at those features and call VarproInnerRefactor with that
    step before VarproInnerSetState. */
@@ -34,7 +35,7 @@ PetscInt       VarproInnerStateSize(VarproInner inner);
 PetscBool      VarproInnerCarriesState(VarproInner inner);
 PetscInt       VarproInnerLastRefresh(VarproInner inner);
 PetscErrorCode VarproInnerGetState(VarproInner inner, PetscReal state[]);
-PetscErrorCode VarproInnerSetState(VarproInner inner, const PetscReal state[]);
+PetscErrorCode VarproInnerSetState(VarproInner inner, PetscInt step, const PetscReal state[]);
 PetscErrorCode VarproInnerRefactor(VarproInner inner, PetscInt step);
 
 /* The kernel matrix type, Krylov iterations and kernel-matrix assemblies so far. */

@@ -30,26 +30,35 @@ void VarproKernelFeatures(PetscInt n, const PetscReal x0[], const PetscReal x1[]
   }
 }
 
-void VarproKernelGradientSums(PetscInt n, const PetscReal x0[], const PetscReal x1[], PetscInt M, const PetscReal w0[],
-                              const PetscReal w1[], const PetscReal F[], const PetscReal e[], PetscReal sx[],
-                              PetscReal sy[])
+PetscReal VarproKernelResidualGradient(PetscInt n, const PetscReal x0[], const PetscReal x1[], const PetscReal y[],
+                                       PetscInt M, const PetscReal w0[], const PetscReal w1[], const PetscReal u[],
+                                       const PetscReal F[], PetscReal sx[], PetscReal sy[])
 {
+  PetscReal sq = 0.0;
+
   for (PetscInt j = 0; j < M; j++) sx[j] = sy[j] = 0.0;
   for (PetscInt i = 0; i < n; i++) {
-    const PetscReal a = x0[i], b = x1[i], ei = e[i];
+    const PetscReal a = x0[i], b = x1[i];
     const PetscReal *restrict row = &F[i * M];
+    PetscReal f                   = 0.0, e;
 
-    /* phi'(r) wrap(w - x) / r; a point on top of a feature contributes nothing */
+    /* The residual of this point, then phi'(r) wrap(w - x) / r, a point on top of a feature
+       contributing nothing, while the row is in cache */
+#pragma omp simd reduction(+ : f)
+    for (PetscInt j = 0; j < M; j++) f += row[j] * u[j];
+    e = f / M - y[i];
+    sq += e * e;
 #pragma omp simd
     for (PetscInt j = 0; j < M; j++) {
       PetscReal dx = WrapDifference(w0[j] - a), dy = WrapDifference(w1[j] - b);
       PetscReal r2 = dx * dx + dy * dy;
-      PetscReal c  = r2 > 0.0 ? ei * row[j] / sqrt(r2) : 0.0;
+      PetscReal c  = r2 > 0.0 ? e * row[j] / sqrt(r2) : 0.0;
 
       sx[j] += c * dx;
       sy[j] += c * dy;
     }
   }
+  return sq;
 }
 
 void VarproKernelNormalProduct(PetscInt n, PetscInt M, const PetscReal F[], const PetscReal x[], PetscReal y[])

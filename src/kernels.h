@@ -19,11 +19,13 @@
 void VarproKernelFeatures(PetscInt n, const PetscReal x0[], const PetscReal x1[], const PetscReal y[], PetscInt M,
                           const PetscReal w0[], const PetscReal w1[], PetscReal F[], PetscReal Fty[]);
 
-/* For each feature j: sx_j, sy_j = sum_i e_i F_ij wrap(w_j - x_i) / r_ij, by coordinate, the sums of
-   the feature gradient before its constant factors. */
-void VarproKernelGradientSums(PetscInt n, const PetscReal x0[], const PetscReal x1[], PetscInt M, const PetscReal w0[],
-                              const PetscReal w1[], const PetscReal F[], const PetscReal e[], PetscReal sx[],
-                              PetscReal sy[]);
+/* The residual and the sums of the feature gradient in one pass over the rows of F: for each point
+   e_i = (F u)_i / M - y_i, and for each feature j, by coordinate,
+     sx_j, sy_j = sum_i e_i F_ij wrap(w_j - x_i) / r_ij,
+   the gradient before its constant factors. Returns sum_i e_i^2. */
+PetscReal VarproKernelResidualGradient(PetscInt n, const PetscReal x0[], const PetscReal x1[], const PetscReal y[],
+                                       PetscInt M, const PetscReal w0[], const PetscReal w1[], const PetscReal u[],
+                                       const PetscReal F[], PetscReal sx[], PetscReal sy[]);
 
 /* y = F^T (F x) (M numbers) in one pass over the rows of F: each row's dot product with x, then
    that multiple of the row added to y while it is still in cache. */

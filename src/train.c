@@ -57,7 +57,6 @@ struct _p_VarproTrainer {
   PetscInt            nstate;   /* length of the state a checkpoint keeps: the inner solve's, then refresh_features */
   PetscReal          *state;    /* nstate, replicated: scratch for checkpoints and resumes */
   PetscReal          *refresh_features; /* M x 2, replicated: w at the last refresh of the inner preconditioner */
-  PetscReal          *residual;         /* nlocal: f(x_i) - y_i */
   PetscReal          *reduce;           /* 2 M + 1: feature gradient and squared residual, summed over ranks */
   VarproInner         inner;            /* the projection */
   PetscReal           teacher_self;     /* mean teacher-teacher distance, for the MMD */
@@ -139,38 +138,21 @@ static PetscErrorCode TrainerProject(VarproTrainer tr, PetscInt step)
   PetscFunctionReturn(0);
 }
 
-/* Residual e = F u / M - y on this rank's points. */
-static PetscErrorCode TrainerResidual(VarproTrainer tr)
-{
-  PetscBLASInt M, n, one = 1;
-  PetscReal    alpha = 1.0 / tr->M, beta = -1.0;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscBLASIntCast(tr->M, &M));
-  PetscCall(PetscBLASIntCast(tr->nlocal, &n));
-  PetscCall(PetscArraycpy(tr->residual, tr->prob.targets, tr->nlocal));
-  PetscCallBLAS("BLASgemv", BLASgemv_("T", &M, &n, &alpha, tr->F, &M, tr->outer, &one, &beta, tr->residual, &one));
-  PetscFunctionReturn(0);
-}
-
 /* g_j = (1/(N lambda)) sum_i e_i (u_j / M) phi'(r_ij) wrap(w_j - x_i) / r_ij, summed over ranks,
    together with sum_i e_i^2; returns the reduced risk. */
 static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, PetscReal *risk, PetscReal gradient[])
 {
   const PetscInt  n = tr->nlocal, M = tr->M;
-  const PetscReal scale = -VARPRO_PHI_RATE / ((PetscReal)tr->N * tr->cfg->lambda * M);
-  PetscReal       sq = 0.0, penalty = 0.0;
+  const PetscReal scale   = -VARPRO_PHI_RATE / ((PetscReal)tr->N * tr->cfg->lambda * M);
+  PetscReal       penalty = 0.0;
 
   PetscFunctionBeginUser;
-  PetscCall(TrainerResidual(tr));
-  for (PetscInt i = 0; i < n; i++) sq += tr->residual[i] * tr->residual[i];
-
-  /* phi'(r) d / r = -2 F_ij d / r: sum this rank's points for each feature */
+  /* e = F u / M - y and, as phi'(r) d / r = -2 F_ij d / r, the sums over this rank's points */
   PetscCall(PetscLogEventBegin(EVENT_GRADIENT, 0, 0, 0, 0));
-  VarproKernelGradientSums(n, tr->x0, tr->x1, M, tr->w0, tr->w1, tr->F, tr->residual, tr->reduce, tr->reduce + M);
-  PetscCall(PetscLogFlops(20.0 * n * M));
+  tr->reduce[2 * M] = VarproKernelResidualGradient(n, tr->x0, tr->x1, tr->prob.targets, M, tr->w0, tr->w1, tr->outer,
+                                                   tr->F, tr->reduce, tr->reduce + M);
+  PetscCall(PetscLogFlops(22.0 * n * M));
   PetscCall(PetscLogEventEnd(EVENT_GRADIENT, 0, 0, 0, 0));
-  tr->reduce[2 * M] = sq;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tr->reduce, (PetscMPIInt)(2 * M + 1), MPIU_REAL, MPIU_SUM, tr->comm));
 
   /* Scale by u_j and the constants; the risk adds the ridge penalty */
@@ -179,11 +161,11 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
     penalty += (tr->outer[j] - tr->u_prior) * (tr->outer[j] - tr->u_prior);
   }
   *risk = tr->reduce[2 * M] / (2.0 * tr->N * tr->cfg->lambda) + penalty / (2.0 * M);
-  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "step %" PetscInt_FMT ": reduced risk is %g", step,
-             (double)*risk);
+  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "%s: step %" PetscInt_FMT ": reduced risk is %g",
+             tr->cfg->name, step, (double)*risk);
   for (PetscInt k = 0; k < 2 * M; k++)
     PetscCheck(!PetscIsInfOrNanReal(gradient[k]), tr->comm, PETSC_ERR_FP,
-               "step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %g", step, k / 2,
+               "%s: step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %g", tr->cfg->name, step, k / 2,
                (double)gradient[k]);
   PetscFunctionReturn(0);
 }
@@ -195,8 +177,9 @@ static PetscErrorCode TrainerUpdateFeatures(VarproTrainer tr, PetscInt step, con
   for (PetscInt k = 0; k < 2 * tr->M; k++) tr->features[k] = VarproWrap(tr->features[k] - tr->eta * gradient[k]);
   for (PetscInt k = 0; k < 2 * tr->M; k++)
     PetscCheck(!PetscIsInfOrNanReal(tr->features[k]), tr->comm, PETSC_ERR_FP,
-               "step %" PetscInt_FMT ": feature w[%" PetscInt_FMT "] is %g after the update (feature step eta = %g)",
-               step, k / 2, (double)tr->features[k], (double)tr->eta);
+               "%s: step %" PetscInt_FMT ": feature w[%" PetscInt_FMT
+               "] is %g after the update (feature step eta = %g)",
+               tr->cfg->name, step, k / 2, (double)tr->features[k], (double)tr->eta);
   PetscFunctionReturn(0);
 }
 
@@ -219,7 +202,6 @@ static PetscErrorCode TrainerSetUpArrays(VarproTrainer tr)
   PetscCall(PetscMalloc1((size_t)tr->nlocal * M, &tr->F));
   PetscCall(PetscMalloc2(M, &tr->w0, M, &tr->w1));
   PetscCall(PetscMalloc1(M, &tr->Fty));
-  PetscCall(PetscMalloc1(tr->nlocal, &tr->residual));
   PetscCall(PetscMalloc1(2 * M + 1, &tr->reduce));
   PetscFunctionReturn(0);
 }
@@ -269,7 +251,6 @@ PetscErrorCode VarproTrainerDestroy(VarproTrainer *trainer)
   PetscCall(PetscFree(tr->F));
   PetscCall(PetscFree2(tr->w0, tr->w1));
   PetscCall(PetscFree(tr->Fty));
-  PetscCall(PetscFree(tr->residual));
   PetscCall(PetscFree(tr->reduce));
   PetscCall(VarproProblemDestroy(&tr->prob));
   PetscCall(PetscFree(tr));
@@ -362,13 +343,20 @@ PetscErrorCode VarproTrainerEvaluate(VarproTrainer tr, PetscReal *risk, PetscRea
 
 /* ---- the training run --------------------------------------------------------------- */
 
-/* The unique steps floor(linspace(0, epochs, points)), computed as NumPy does. */
+/* The unique steps floor(linspace(0, epochs, points)), computed as NumPy does; every step when the
+   points are at least as many. */
 static PetscErrorCode MMDSteps(PetscInt epochs, PetscInt points, PetscInt *count, PetscInt **steps)
 {
   PetscReal delta = (PetscReal)epochs / (points - 1);
   PetscInt  n     = 0;
 
   PetscFunctionBeginUser;
+  if (points > epochs) {
+    PetscCall(PetscMalloc1(epochs + 1, steps));
+    for (PetscInt s = 0; s <= epochs; s++) (*steps)[s] = s;
+    *count = epochs + 1;
+    PetscFunctionReturn(0);
+  }
   PetscCall(PetscMalloc1(points, steps));
   for (PetscInt k = 0; k < points; k++) {
     PetscInt s = k == points - 1 ? epochs : (PetscInt)floor(k * delta);
@@ -504,15 +492,15 @@ static PetscErrorCode TrainerCheckpoint(VarproTrainer tr, VarproResult res, Pets
   PetscFunctionReturn(0);
 }
 
-/* Restores the state a checkpoint kept (tr->state): the inner solve's preconditioner is rebuilt
-   from the features of its last refresh, then the current features' F is recomputed. */
-static PetscErrorCode TrainerRestoreState(VarproTrainer tr)
+/* Restores the state a checkpoint of step kept (tr->state): the inner solve's preconditioner is
+   rebuilt from the features of its last refresh (the next projection computes F again). */
+static PetscErrorCode TrainerRestoreState(VarproTrainer tr, PetscInt step)
 {
   PetscInt   last_refresh;
   PetscReal *current;
 
   PetscFunctionBeginUser;
-  PetscCall(VarproInnerSetState(tr->inner, tr->state));
+  PetscCall(VarproInnerSetState(tr->inner, step, tr->state));
   last_refresh = VarproInnerLastRefresh(tr->inner);
   if (last_refresh < 0) PetscFunctionReturn(0);
   PetscCall(PetscMalloc1(2 * tr->M, &current));
@@ -523,7 +511,7 @@ static PetscErrorCode TrainerRestoreState(VarproTrainer tr)
   PetscCall(VarproInnerRefactor(tr->inner, last_refresh));
   PetscCall(PetscArraycpy(tr->features, current, 2 * tr->M));
   PetscCall(PetscFree(current));
-  PetscCall(VarproInnerSetState(tr->inner, tr->state));
+  PetscCall(VarproInnerSetState(tr->inner, step, tr->state));
   PetscFunctionReturn(0);
 }
 
@@ -615,7 +603,7 @@ PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const
     PetscCall(VarproResultResume(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, tr->nstate,
                                  (PetscBool)!VarproInnerCarriesState(tr->inner), &first, tr->features, tr->state,
                                  &has_state, &res));
-  if (res && has_state) PetscCall(TrainerRestoreState(tr));
+  if (res && has_state) PetscCall(TrainerRestoreState(tr, first));
   if (res)
     PetscCall(PetscPrintf(tr->comm, "  resuming %s from step %" PetscInt_FMT "%s\n", tr->cfg->name, first,
                           has_state || !VarproInnerCarriesState(tr->inner)
