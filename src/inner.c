@@ -469,6 +469,23 @@ static PetscErrorCode InnerSetUpAssembly(VarproInner in)
   PetscFunctionReturn(0);
 }
 
+/* The default cost of a rebuild of the matrix-free preconditioner in CG iterations, from a model
+   of a core of this project's development machine (see docs/performance.md): a rebuild is a
+   dsyrk of this rank's rows of F (n M^2 flops at about 40 GFlop/s) and the Cholesky inverse of the
+   whole matrix (M^3 flops at about 30 GFlop/s, on every rank; a third of them over P ranks when
+   distributed); an iteration reads this rank's rows of F and of the inverse (8 (n M + M^2 / P)
+   bytes at about 15 GB/s). It depends on N, M and P only, so a run stays reproducible. */
+static PetscReal InnerRefreshCostModel(VarproInner in, PetscBool replicated)
+{
+  const PetscReal gram_rate = 40e9, inverse_rate = 30e9, bandwidth = 15e9;
+  const PetscReal n = PetscCeilReal((PetscReal)in->N / in->size), M = (PetscReal)in->M;
+  PetscReal       rebuild, iteration;
+
+  rebuild   = n * M * M / gram_rate + (replicated ? 1.0 : 1.0 / (3.0 * in->size)) * M * M * M / inverse_rate;
+  iteration = 8.0 * (n * M + M * M / in->size) / bandwidth;
+  return PetscMax(rebuild / iteration, 4.0);
+}
+
 /* Chooses the kernel matrix type and gives the KSP its defaults before the user's options:
    Cholesky through ScaLAPACK, or warm-started CG to a tight tolerance on the dense matrix. */
 static PetscErrorCode InnerSetUpSolver(VarproInner in)
@@ -482,7 +499,6 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   in->extrapolate  = EXTRAPOLATE_MAX;
   in->refresh_its  = 50;
   in->refresh_age  = 0;
-  in->refresh_cost = PetscMax(in->M / 16.0, 4.0);
   in->last_refresh = -1;
   PetscOptionsBegin(in->comm, "inner_", "Inner ridge solve", NULL);
   PetscCall(PetscOptionsEList("-kernel_mat_type", "How the kernel matrix is held for the inner KSP", NULL,
@@ -493,14 +509,15 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   PetscCall(PetscOptionsBool("-factor_replicated",
                              "matfree: hold the preconditioner's factor whole on every rank (default for M <= 4096)",
                              NULL, in->replicated, &in->replicated, NULL));
+  in->refresh_cost = InnerRefreshCostModel(in, in->replicated);
   PetscCall(PetscOptionsRangeInt(
     "-extrapolate", "iterative solves: start from the polynomial of this degree through the last solutions", NULL,
     in->extrapolate, &in->extrapolate, NULL, 0, EXTRAPOLATE_MAX));
   PetscCall(PetscOptionsInt("-refresh_age", "matfree: refactor once the factor is this many steps old (0: no limit)",
                             NULL, in->refresh_age, &in->refresh_age, NULL));
-  PetscCall(PetscOptionsReal("-refresh_cost",
-                             "matfree: the cost of a refresh in CG iterations (default M/16, at least 4)", NULL,
-                             in->refresh_cost, &in->refresh_cost, NULL));
+  PetscCall(PetscOptionsReal(
+    "-refresh_cost", "matfree: the cost of a refresh in CG iterations (default: a model, see docs/performance.md)",
+    NULL, in->refresh_cost, &in->refresh_cost, NULL));
   PetscOptionsEnd();
   PetscCheck(in->refresh_its >= 0 && in->refresh_age >= 0 && in->refresh_cost > 0 && in->refresh_cost < PETSC_INFINITY,
              in->comm, PETSC_ERR_USER_INPUT,
