@@ -2,7 +2,7 @@
 """Benchmark: time per VarPro step at N = T = 4096, by width, rank count and inner solve.
 
     tools/bench.py [--widths 128 512 1024] [--ranks 1 2] [--epochs 400] [--paths direct matfree]
-                   [--n 4096] [--build build] [-- extra options for varpro-rbf]
+                   [--n 4096] [--events] [--build build] [-- extra options for varpro-rbf]
 
 Every case runs the real executable on a generated problem (gamma = 100, biased, lambda =
 1e-3) and reads back its result file. Per case it prints the median and the mean time per step
@@ -13,7 +13,9 @@ the peak resident memory of the largest rank. The solver paths are "direct" (-in
 scalapack: assemble and factor every step) and "matfree" (the default: CG on the matrix-free
 operator, preconditioned by the inverse of an earlier step's kernel matrix). All cases run in one
 invocation, one after the other, so their ratios are measured under the same machine load; on a
-shared machine, run it twice and compare. This is not a test: it prints numbers.
+shared machine, run it twice and compare. With --events it also prints, per case, the calls per
+step and the time per call (slowest rank, from -log_view) of the kernels that docs/performance.md
+models. This is not a test: it prints numbers.
 """
 import argparse
 import os
@@ -27,6 +29,20 @@ import numpy as np
 STAGES = ["Features", "Kernel assembly", "Inner solve", "Gradient", "MMD", "Output"]
 PATHS = {"direct": ["-inner_kernel_mat_type", "scalapack"], "matfree": [],
          "dense-cg": ["-inner_kernel_mat_type", "dense"]}
+EVENTS = ["VarproFeatures", "VarproFtFx", "PCApply", "VarproGradient", "VarproGram", "VarproGramReduce",
+          "VarproKernelInv", "MatCholFctrNum", "MatSolve", "VecNorm", "VecTDot", "VecScatterEnd", "KSPSolve"]
+
+
+def read_events(path):
+    """Calls and seconds (slowest rank) of EVENTS, summed over the stages of a -log_view file."""
+    events = {}
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if len(words) > 4 and words[0] in EVENTS:
+                calls, seconds = events.get(words[0], (0, 0.0))
+                events[words[0]] = (calls + int(float(words[1])), seconds + float(words[3]))
+    return events
 
 
 def run_case(args, tmp, width, ranks, path, extra):
@@ -47,8 +63,9 @@ runs:
     mmd_points: 2
 """)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    log = os.path.join(tmp, f"log-M{width}-np{ranks}-{path}.txt")
     cmd = ["mpirun", "--oversubscribe", "-n", str(ranks), os.path.join(args.build, "varpro-rbf"), job,
-           "--progress", "1e9"] + PATHS[path] + extra
+           "--progress", "1e9"] + PATHS[path] + extra + (["-log_view", ":" + log] if args.events else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -62,6 +79,7 @@ runs:
             "its": float(res.attrs["inner_iterations"]) / (args.epochs + 1),
             "factors": int(res.attrs["kernel_assemblies"]),
             "memory": float(res.attrs["peak_memory_per_rank"]) / 2**20,
+            "events": read_events(log) if args.events else {},
         }
 
 
@@ -72,6 +90,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--paths", nargs="+", default=["direct", "matfree"], choices=sorted(PATHS))
     parser.add_argument("--n", type=int, default=4096, help="data points and teacher width")
+    parser.add_argument("--events", action="store_true", help="per-kernel calls and times from -log_view")
     parser.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     parser.add_argument("extra", nargs="*", help="options passed to varpro-rbf (after --)")
     args = parser.parse_args()
@@ -92,6 +111,11 @@ def main():
                     print(f"{width:>6} {ranks:>5} {path:>8} {1e3 * c['median']:8.2f} {1e3 * c['mean']:8.2f} "
                           f"{1e3 * c['late']:8.2f}  {shares}  {c['its']:5.1f} {c['factors']:7d} {c['memory']:7.0f}",
                           flush=True)
+    if args.events:
+        print("\nper kernel: calls per step, ms per call (slowest rank)")
+        for (width, ranks, path), c in cases.items():
+            cells = [f"{e} {n / (args.epochs + 1):.2f} x {1e3 * t / n:.3f}" for e, (n, t) in c["events"].items() if n]
+            print(f"M = {width}, {ranks} rank(s), {path}: " + "; ".join(cells))
     for width in args.widths:
         for ranks in args.ranks:
             base = cases[width, ranks, args.paths[0]]
