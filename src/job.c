@@ -17,8 +17,9 @@
    DIR, name and PATH are strings: YAML's null (an unquoted ~, null, Null, NULL or nothing) is
    refused there, while quoted "~" or "null" is a string like any other.
 
-   Limitations: a job file is at most 16 MiB and expands to at most 100000 configurations;
-   anchors, aliases, merge keys and tags are refused rather than resolved. */
+   Limitations: a job file is a regular file of at most 16 MiB and expands to at most 100000
+   configurations (so at most 100000 runs and 100000 values of a grid key, checked as they are
+   read); anchors, aliases, merge keys and tags are refused rather than resolved. */
 #include "varpro_impl.h"
 
 #include <ctype.h>
@@ -29,6 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 const char *const VarproRegularizations[] = {"biased", "unbiased", NULL};
@@ -302,7 +306,8 @@ static void JobScalarInt(JobReader *r, const KeyInfo *info, PetscInt64 *value)
     JobProblem(r, mark, "must be <= %" PRId64 ", got %" PRId64, info->max, *value);
 }
 
-/* The current scalar as a finite real, positive when info asks for it. */
+/* The current scalar as a finite real in decimal notation, positive when info asks for it; -0 reads
+   as 0. */
 static void JobScalarReal(JobReader *r, const KeyInfo *info, PetscReal *value)
 {
   const char *text = JobScalarText(r);
@@ -311,8 +316,11 @@ static void JobScalarReal(JobReader *r, const KeyInfo *info, PetscReal *value)
 
   if (!JobScalarIsNumber(r, "a real number")) return;
   *value = strtod(text, &end);
+  if (*value == 0) *value = 0.0; /* -0 is 0: one name and one canonical text */
   if (isspace((unsigned char)text[0]) || *end)
     JobProblem(r, mark, "expected a real number, got '%.*s'", JOB_QUOTE_MAX, text);
+  else if (strpbrk(text, "xX"))
+    JobProblem(r, mark, "expected a decimal real number, got '%.*s'", JOB_QUOTE_MAX, text);
   else if (!isfinite(*value))
     JobProblem(r, mark, "must be finite, got '%.*s'", JOB_QUOTE_MAX, text);
   else if (info->positive && !(*value > 0))
@@ -351,7 +359,17 @@ static PetscBool JobScalarIsNull(const JobReader *r)
   return PETSC_FALSE;
 }
 
-/* The current event as a non-empty string of fewer than len bytes, copied to buf. */
+/* Whether text holds a control character (C0 or DEL), which would break the one-line messages
+   and the file names made from it. */
+static PetscBool JobHasControl(const char text[])
+{
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    if (*p < 0x20 || *p == 0x7f) return PETSC_TRUE;
+  return PETSC_FALSE;
+}
+
+/* The current event as a non-empty string of fewer than len bytes, without control characters,
+   copied to buf. */
 static PetscErrorCode JobReadString(JobReader *r, char buf[], size_t len)
 {
   const yaml_event_t *e    = &r->event;
@@ -366,6 +384,8 @@ static PetscErrorCode JobReadString(JobReader *r, char buf[], size_t len)
     JobProblem(r, e->start_mark, "must not be empty");
   else if (strlen(text) != e->data.scalar.length)
     JobProblem(r, e->start_mark, "contains a NUL character");
+  else if (JobHasControl(text))
+    JobProblem(r, e->start_mark, "contains a control character (a newline, tab, ...)");
   else if (e->data.scalar.length >= len)
     JobProblem(r, e->start_mark, "longer than %zu characters", len - 1);
   JobCheckProblem(r);
@@ -479,6 +499,10 @@ static PetscErrorCode JobParseGrid(JobReader *r, RunSpec *run, RunKey k)
     PetscCall(JobNext(r));
     JobCheckProblem(r);
     if (r->event.type == YAML_SEQUENCE_END_EVENT) break;
+    if (run->n[k] == JOB_CONFIGS_MAX)
+      JobProblem(r, r->event.start_mark, "more than %d values; a job expands to at most %d configurations",
+                 JOB_CONFIGS_MAX, JOB_CONFIGS_MAX);
+    JobCheckProblem(r);
     PetscCall(JobParseValue(r, run, k));
     JobCheckProblem(r);
   }
@@ -529,6 +553,9 @@ static PetscErrorCode JobParseRunValue(JobReader *r, RunSpec *run, RunKey k)
     for (bad = run->name; *bad && (isalnum((unsigned char)*bad) || strchr("._-", *bad)); bad++) continue;
     if (*bad)
       JobProblem(r, r->event.start_mark, "may hold only letters, digits, '.', '_' and '-', got '%.*s'", JOB_QUOTE_MAX,
+                 run->name);
+    else if (run->name[0] == '.')
+      JobProblem(r, r->event.start_mark, "must not start with '.' (a hidden result file), got '%.*s'", JOB_QUOTE_MAX,
                  run->name);
   } else if (r->event.type == YAML_SEQUENCE_START_EVENT && info->grid)
     PetscCall(JobParseGrid(r, run, k));
@@ -604,6 +631,10 @@ static PetscErrorCode JobParseRuns(JobReader *r, JobSpec *spec)
     PetscCall(JobNext(r));
     JobCheckProblem(r);
     if (r->event.type == YAML_SEQUENCE_END_EVENT) break;
+    if (spec->nruns == JOB_CONFIGS_MAX)
+      JobProblem(r, r->event.start_mark, "more than %d runs; a job expands to at most %d configurations",
+                 JOB_CONFIGS_MAX, JOB_CONFIGS_MAX);
+    JobCheckProblem(r);
     PetscCall(JobAddRun(spec, &run));
     PetscCall(JobParseRun(r, run, PETSC_FALSE));
     JobCheckProblem(r);
@@ -943,13 +974,23 @@ static PetscErrorCode JobGrowText(char **text, size_t len, size_t *cap)
 static PetscErrorCode JobReadFile(JobReader *r)
 {
   const yaml_mark_t origin = {0, 0, 0};
-  FILE             *fp;
-  char             *text = NULL;
+  FILE             *fp     = NULL;
+  char             *text   = NULL;
   size_t            len = 0, cap = 0, got;
+  struct stat       st;
+  int               fd;
 
   PetscFunctionBeginUser;
-  if (!(fp = fopen(r->path, "rb"))) {
+  /* Without blocking (a FIFO would wait for a writer forever), and only a regular file */
+  if ((fd = open(r->path, O_RDONLY | O_NONBLOCK)) < 0) {
     (void)snprintf(r->msg, VARPRO_MSG_MAX, "%s: cannot open the job file: %s", r->path, strerror(errno));
+    PetscFunctionReturn(0);
+  }
+  if (fstat(fd, &st)) st.st_mode = 0;
+  if (!S_ISREG(st.st_mode) || !(fp = fdopen(fd, "rb"))) {
+    (void)snprintf(r->msg, VARPRO_MSG_MAX, "%s: cannot read the job file: %s", r->path,
+                   S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
+    (void)close(fd);
     PetscFunctionReturn(0);
   }
   do {

@@ -8,6 +8,7 @@
 
 #include <varpro/varpro.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,21 +260,50 @@ static const BadFixture bad[] = {
   {"name-null.yaml", 4, 11, "name: expected a string, got null"},
   {"data-file-null.yaml", 3, 18, "data.file: expected a string, got null"},
   {"complex-key.yaml", 2, 3, "keys must be scalars, got a sequence"},
+  {"output-control.yaml", 1, 9, "output: contains a control character"},
+  {"data-file-control.yaml", 4, 18, "data.file: contains a control character"},
+  {"name-dot.yaml", 3, 11, "name: must not start with '.' (a hidden result file), got '.hidden'"},
+  {"real-hex.yaml", 4, 13, "lambda: expected a decimal real number, got '0x10'"},
+  {"real-hexfloat.yaml", 4, 12, "gamma: expected a decimal real number, got '0x1p-3'"},
 };
+
+/* Loads the fixture file of the fixture directory. */
+static PetscErrorCode LoadFixture(Tester *t, const char file[], VarproJob *job)
+{
+  char path[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/%s", t->dir, file));
+  PetscCall(VarproJobLoad(t->comm, path, job));
+  PetscFunctionReturn(0);
+}
 
 /* Quoted, "~" and "null" are strings: null-quoted.yaml loads with them as output, name and file. */
 static PetscErrorCode TestQuotedNull(Tester *t)
 {
   VarproJob job;
-  char      path[PETSC_MAX_PATH_LEN];
 
   PetscFunctionBeginUser;
-  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/null-quoted.yaml", t->dir));
-  PetscCall(VarproJobLoad(t->comm, path, &job));
+  PetscCall(LoadFixture(t, "null-quoted.yaml", &job));
   PetscCall(Check(t,
                   job.nconfigs == 1 && !strcmp(job.output_dir, "~") && !strcmp(job.configs[0].name, "null") &&
                     !strcmp(job.configs[0].data_file, "NULL"),
                   "null-quoted.yaml: quoted \"~\", 'null' and \"NULL\" are strings"));
+  PetscCall(VarproJobDestroy(&job));
+  PetscFunctionReturn(0);
+}
+
+/* gamma: -0.0 is gamma 0, in the name and the value, as if -0 had not been written. */
+static PetscErrorCode TestMinusZero(Tester *t)
+{
+  VarproJob job;
+
+  PetscFunctionBeginUser;
+  PetscCall(LoadFixture(t, "gamma-minus-zero.yaml", &job));
+  PetscCall(Check(t,
+                  job.nconfigs == 1 && !strcmp(job.configs[0].name, "biased-M4-lambda0.001-gamma0-seed0") &&
+                    job.configs[0].gamma == 0 && !signbit(job.configs[0].gamma),
+                  "gamma-minus-zero.yaml: gamma -0.0 reads as 0, named gamma0"));
   PetscCall(VarproJobDestroy(&job));
   PetscFunctionReturn(0);
 }
@@ -362,6 +392,12 @@ static PetscErrorCode TestBadGenerated(Tester *t)
     (void)snprintf(grid + strlen(grid), sizeof(grid) - strlen(grid), "%d%s", i, i < 99 ? ", " : "]\n");
   PetscCall(ExpectBadGenerated(t, "110000 configurations", grid, "", 0, "", 3, 5,
                                "runs: the run expands to more than 100000 configurations"));
+
+  /* Too many runs or grid values are refused as they are read, not once all are in memory */
+  PetscCall(ExpectBadGenerated(t, "100001 runs", "output: out\nruns:\n", "  - {}\n", 100001, "", 100003, 5,
+                               "runs: more than 100000 runs"));
+  PetscCall(ExpectBadGenerated(t, "100001 seeds", "output: out\nruns:\n  - seed: [", "0, ", 100001, "0]\n", 3, 300012,
+                               "seed: more than 100000 values"));
   PetscFunctionReturn(0);
 }
 
@@ -377,6 +413,7 @@ int main(int argc, char **argv)
 
   PetscCall(TestGood(&t));
   PetscCall(TestQuotedNull(&t));
+  PetscCall(TestMinusZero(&t));
   PetscCall(TestBadFixtures(&t));
   PetscCall(TestBadGenerated(&t));
 
