@@ -7,7 +7,8 @@ Reads every result file RESULTS_DIR/*.h5 and every partial result RESULTS_DIR/*.
 and prints one row per file, sorted by configuration name: name, regularization, M, lambda,
 gamma, steps done, epochs, final reduced risk (attribute `final_reduced_risk`), final MMD
 (`final_mmd`), wall time in seconds (`wall_time`), steps per second (1 / `time_per_step`),
-status and a note. The status is
+status and a note (names and file names that are not valid UTF-8 are shown with U+FFFD in
+place of the bytes that are not). The status is
 
   complete    a result file marked complete and whole (checked as tools/compare.py does);
   partial     a run cut short or still going: steps is the length of its `loss` history
@@ -56,7 +57,7 @@ def attr_value(attrs, key, kind):
     try:
         value = np.asarray(attrs[key]).reshape(-1)[0]
         if kind is str:
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else vr.printable(value)
         return kind(value)
     except Exception:
         return None
@@ -64,7 +65,7 @@ def attr_value(attrs, key, kind):
 
 def new_row(path, status):
     """A row with only the name (the file name without its suffix) and the status."""
-    base = os.path.basename(path)
+    base = vr.printable(os.path.basename(path))
     stem = base[:-len(PARTIAL_SUFFIX)] if base.endswith(PARTIAL_SUFFIX) else os.path.splitext(base)[0]
     row = dict.fromkeys(COLUMNS)
     row.update(name=stem, status=status, note="", path=path)
@@ -232,9 +233,9 @@ def main(argv=None):
         with open(csv_path, "w", newline="") as f:
             write_csv(rows, f)
     except OSError as exc:
-        print(f"{PROG}: error: {csv_path}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: error: {vr.printable(csv_path)}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print("wrote", csv_path)
+    print("wrote", vr.printable(csv_path))
     return 0
 
 

@@ -28,16 +28,26 @@ class BadFile(Exception):
     """A result file that cannot be used; str() is 'path: problem' on one line."""
 
     def __init__(self, path, problem):
-        super().__init__(f"{path}: {one_line(problem)}")
-        self.path = path
+        super().__init__(f"{printable(path)}: {one_line(problem)}")
+        self.path = printable(path)
 
 
 class UsageError(Exception):
     """Bad command-line input other than a result file (directory, run name, CSV)."""
 
 
+def printable(text):
+    """text with what is not UTF-8 (the bytes of a file name or attribute that is not valid UTF-8,
+    which Python holds as lone surrogates) replaced by U+FFFD, so that it can be printed."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def one_line(text):
-    return " ".join(str(text).split())
+    return " ".join(printable(text).split())
 
 
 def _text(value):
@@ -45,7 +55,7 @@ def _text(value):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.shape == ():
         return _text(value[()])
-    return str(value)
+    return printable(value)
 
 
 @dataclass
@@ -80,7 +90,14 @@ class Run:
 
     @property
     def final_risk(self):
-        return float(self.loss[-1]) if self.loss.size else float("nan")
+        """The last loss value; for a run of no steps, the reduced risk at its initial features
+        (attribute final_reduced_risk)."""
+        if self.loss.size:
+            return float(self.loss[-1])
+        try:
+            return float(np.asarray(self.attrs["final_reduced_risk"]).reshape(-1)[0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return float("nan")
 
     @property
     def setting(self):
