@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,18 @@ static void ParseTask(const char what[], const char *text, Options *opts)
   }
 }
 
+/* text as a finite decimal number of seconds >= min; false, and *value undefined, when it is not one
+   (hexadecimal, infinite or NaN included). */
+static PetscBool ParseSeconds(const char text[], double min, double *value)
+{
+  char *end;
+
+  errno  = 0;
+  *value = strtod(text, &end);
+  if (end == text || *end || errno || strpbrk(text, "xX") || !isfinite(*value)) return PETSC_FALSE;
+  return (PetscBool)(*value >= min);
+}
+
 /* Splits argv: our "--" options (parsed with getopt_long) and the job file go to opts, the
    rest is left for PETSc. The job file is the first bare argument before any PETSc option. */
 static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **pargv)
@@ -156,8 +169,7 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
         snprintf(opts->error, sizeof(opts->error), "option --groups: '%s' is not a number of groups >= 1", optarg);
       break;
     case 'p':
-      opts->progress = strtod(optarg, &end);
-      if (end == optarg || *end || !(opts->progress >= 0))
+      if (!ParseSeconds(optarg, 0, &opts->progress) && !opts->error[0])
         snprintf(opts->error, sizeof(opts->error), "option --progress: '%s' is not a number of seconds >= 0", optarg);
       break;
     default:
@@ -165,12 +177,20 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
         snprintf(opts->error, sizeof(opts->error), "unknown or incomplete option '%s' (see --help)", ours[optind - 1]);
     }
   }
-  if (opts->task < 0 && getenv("SLURM_ARRAY_TASK_ID"))
+  /* The array task only picks what to train: --help, --version and --list do not depend on it */
+  if (opts->task < 0 && !opts->help && !opts->version && !opts->list && getenv("SLURM_ARRAY_TASK_ID"))
     ParseTask("SLURM_ARRAY_TASK_ID", getenv("SLURM_ARRAY_TASK_ID"), opts);
   if (!opts->error[0] && opts->output_dir && strlen(opts->output_dir) >= VARPRO_PATH_MAX)
     snprintf(opts->error, sizeof(opts->error), "option --output: the path is longer than %d characters",
              VARPRO_PATH_MAX - 1);
-  if (!opts->error[0] && !opts->job_path && !opts->help && !opts->version)
+  if (opts->error[0] || opts->job_path || opts->help || opts->version) return;
+  if (seen_petsc)
+    snprintf(opts->error, sizeof(opts->error),
+             "no job file given before the PETSc options (the job file comes first; see --help)");
+  else if (opts->output_dir)
+    snprintf(opts->error, sizeof(opts->error),
+             "no job file given ('%s' was taken as the value of --output; see --help)", opts->output_dir);
+  else
     snprintf(opts->error, sizeof(opts->error), "no job file given (see --help)");
 }
 
@@ -362,6 +382,23 @@ static PetscErrorCode CheckKernelMatType(void)
   for (int k = 0; k < 3; k++) known = (PetscBool)(known || !strcmp(type, types[k]));
   PetscCheck(!set || known, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
              "option -inner_kernel_mat_type: '%s' is not one of scalapack, dense, matfree", type);
+  PetscFunctionReturn(0);
+}
+
+/* The PETSc option name, when given, must be a finite number of seconds >= min (why explains the
+   bound); *value (when not NULL) gets it. */
+static PetscErrorCode CheckSecondsOption(const char name[], double min, const char why[], PetscReal *value)
+{
+  char      text[256] = "";
+  double    seconds;
+  PetscBool set;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetString(NULL, NULL, name, text, sizeof(text), &set));
+  if (!set) PetscFunctionReturn(0);
+  PetscCheck(ParseSeconds(text, min, &seconds), PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
+             "option %s: '%s' is not a number of seconds >= %d%s", name, text, (int)min, why);
+  if (value) *value = seconds;
   PetscFunctionReturn(0);
 }
 
@@ -714,10 +751,11 @@ static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *ref
 
   /* Job file, output directory */
   PetscCall(CheckKernelMatType());
+  PetscCall(CheckSecondsOption("-varpro_result_flush_seconds", 0, "", NULL));
   opts->claim_stale = 600.0;
-  PetscCall(PetscOptionsGetReal(NULL, NULL, "-varpro_claim_stale_seconds", &opts->claim_stale, NULL));
-  PetscCheck(opts->claim_stale > 0, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
-             "option -varpro_claim_stale_seconds: %g is not a number of seconds > 0", (double)opts->claim_stale);
+  PetscCall(CheckSecondsOption("-varpro_claim_stale_seconds", 10,
+                               " (a live run refreshes its claim every tenth of this, at most once a second)",
+                               &opts->claim_stale));
   PetscCall(VarproJobLoad(PETSC_COMM_WORLD, opts->job_path, &job));
   if (opts->output_dir) PetscCall(PetscStrncpy(job.output_dir, opts->output_dir, sizeof(job.output_dir)));
   PetscCheck(opts->task < job.nconfigs, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
