@@ -70,6 +70,7 @@ struct _p_VarproResult {
   MPI_Comm       comm;
   PetscMPIInt    rank;
   PetscInt       M, T;
+  PetscInt       epochs;                            /* steps of the run */
   char           path[VARPRO_PATH_MAX];             /* final name */
   char           partial_path[VARPRO_PATH_MAX + 8]; /* name while being written */
   hid_t          file;                              /* rank 0, until closed */
@@ -120,7 +121,8 @@ static PetscErrorCode H5ErrorPrintingRestore_Private(const H5ErrorPrinting *save
 }
 
 /* Opens path with flags (H5F_ACC_RDONLY or H5F_ACC_RDWR). A missing, unreadable or non-HDF5
-   file is not raised: *file is then negative and reason says why. */
+   file is not raised: *file is then negative and reason says why. Only a regular file is opened:
+   opening a FIFO would wait for a writer forever. */
 static PetscErrorCode H5FileOpen_Private(const char path[], unsigned flags, hid_t *file, char reason[], size_t len)
 {
   struct stat     st;
@@ -134,8 +136,8 @@ static PetscErrorCode H5FileOpen_Private(const char path[], unsigned flags, hid_
     PetscCall(PetscStrncpy(reason, strerror(errno), len));
     PetscFunctionReturn(0);
   }
-  if (S_ISDIR(st.st_mode)) {
-    PetscCall(PetscStrncpy(reason, "is a directory", len));
+  if (!S_ISREG(st.st_mode)) {
+    PetscCall(PetscStrncpy(reason, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file", len));
     PetscFunctionReturn(0);
   }
 
@@ -299,6 +301,70 @@ static PetscErrorCode H5AttrReadInt_Private(hid_t loc, const char name[], PetscI
   PetscFunctionReturn(0);
 }
 
+/* What a dataset of a file the user may have damaged is: its rank (-1 when there is no such
+   dataset or HDF5 cannot tell), dimensions, type class and whether it grows along its first axis. */
+typedef struct {
+  int         ndims;
+  hsize_t     dims[H5S_MAX_RANK];
+  H5T_class_t cls;
+  PetscBool   extendible;
+} H5Shape;
+
+/* A dimension of H5ShapeIs that may take any value. */
+#define H5_ANY_SIZE ((hsize_t)-1)
+
+/* The shape of the open dataset dset. Call with HDF5's error printing off. */
+static PetscErrorCode H5ShapeOf_Private(hid_t dset, H5Shape *shape)
+{
+  hid_t   space, type;
+  hsize_t maxdims[H5S_MAX_RANK];
+
+  PetscFunctionBeginUser;
+  shape->ndims      = -1;
+  shape->cls        = H5T_NO_CLASS;
+  shape->extendible = PETSC_FALSE;
+  if (dset < 0 || (space = H5Dget_space(dset)) < 0) PetscFunctionReturn(0);
+  shape->ndims = H5Sget_simple_extent_ndims(space);
+  if (shape->ndims >= 0 && H5Sget_simple_extent_dims(space, shape->dims, maxdims) < 0) shape->ndims = -1;
+  if (shape->ndims > 0) shape->extendible = (PetscBool)(maxdims[0] == H5S_UNLIMITED);
+  PetscCallH5(H5Sclose(space));
+  if ((type = H5Dget_type(dset)) >= 0) {
+    shape->cls = H5Tget_class(type);
+    PetscCallH5(H5Tclose(type));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The shape of dataset name of file (ndims -1 when it is missing or not a dataset). Call with
+   HDF5's error printing off. */
+static PetscErrorCode H5ShapeByName_Private(hid_t file, const char name[], H5Shape *shape)
+{
+  hid_t dset = H5I_INVALID_HID;
+
+  PetscFunctionBeginUser;
+  if (H5Lexists(file, name, H5P_DEFAULT) > 0) dset = H5Dopen2(file, name, H5P_DEFAULT);
+  PetscCall(H5ShapeOf_Private(dset, shape));
+  if (dset >= 0) PetscCallH5(H5Dclose(dset));
+  PetscFunctionReturn(0);
+}
+
+/* Whether shape is ndims dimensions dims[] (H5_ANY_SIZE: any) of type class cls. */
+static PetscBool H5ShapeIs(const H5Shape *shape, H5T_class_t cls, int ndims, const hsize_t dims[])
+{
+  if (shape->ndims != ndims || shape->cls != cls) return PETSC_FALSE;
+  for (int d = 0; d < ndims; d++)
+    if (dims[d] != H5_ANY_SIZE && shape->dims[d] != dims[d]) return PETSC_FALSE;
+  return PETSC_TRUE;
+}
+
+/* Whether the n values of x are all finite. */
+static PetscBool AllFinite(PetscInt n, const PetscReal x[])
+{
+  for (PetscInt i = 0; i < n; i++)
+    if (PetscIsInfOrNanReal(x[i])) return PETSC_FALSE;
+  return PETSC_TRUE;
+}
+
 /* ---- data files -------------------------------------------------------------------------- */
 
 /* The datasets of a data file, in the order they are checked: a row count is defined by the
@@ -317,7 +383,7 @@ static const DataSpec data_specs[4] = {
   {"student_features_init", 2, "M", -1},
 };
 
-/* Writes dims as "512 x 2", or "scalar". */
+/* Writes dims as "512 x 2" ("n x 2" where H5_ANY_SIZE allows any), or "scalar". */
 static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], char buf[], size_t len)
 {
   size_t used = 0;
@@ -326,7 +392,10 @@ static PetscErrorCode DataFormatShape_Private(int ndims, const hsize_t dims[], c
   buf[0] = 0;
   if (ndims == 0) PetscCall(PetscStrncpy(buf, "scalar", len));
   for (int d = 0; d < ndims && used < len; d++) {
-    snprintf(buf + used, len - used, "%s%llu", d ? " x " : "", (unsigned long long)dims[d]);
+    if (dims[d] == H5_ANY_SIZE)
+      snprintf(buf + used, len - used, "%sn", d ? " x " : "");
+    else
+      snprintf(buf + used, len - used, "%s%llu", d ? " x " : "", (unsigned long long)dims[d]);
     PetscCall(PetscStrlen(buf, &used));
   }
   PetscFunctionReturn(0);
@@ -605,15 +674,19 @@ static PetscErrorCode OutputDirMake_Private(const char dir[], char msg[])
 }
 
 /* Creates and removes a file named after this process in dir: permission bits alone do not
-   tell (root, read-only mounts, ACLs). */
+   tell (root, read-only mounts, ACLs). The file is new (never one that exists, nor what a
+   symbolic link of that name points to); a name that is taken is skipped. */
 static PetscErrorCode OutputDirProbe_Private(const char dir[], char msg[])
 {
   char probe[VARPRO_PATH_MAX + 64];
-  int  fd;
+  int  fd = -1;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscSNPrintf(probe, sizeof(probe), "%s/.varpro-write-test-%ld", dir, (long)getpid()));
-  fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  for (int k = 0; k < 100 && fd < 0; k++) {
+    PetscCall(PetscSNPrintf(probe, sizeof(probe), "%s/.varpro-write-test-%ld-%d", dir, (long)getpid(), k));
+    fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) {
     PetscCall(
       PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot create a file in it: %s", dir, strerror(errno)));
@@ -622,6 +695,28 @@ static PetscErrorCode OutputDirProbe_Private(const char dir[], char msg[])
   if (close(fd) || unlink(probe))
     PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "output directory %s: cannot remove test file %s: %s", dir, probe,
                             strerror(errno)));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproPathCheckPlain(const char path[], const char what[], char msg[])
+{
+  struct stat st;
+  const char *kind;
+
+  PetscFunctionBeginUser;
+  if (msg[0] || lstat(path, &st)) PetscFunctionReturn(0);
+  if (S_ISLNK(st.st_mode)) {
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX,
+                            "%s: is a symbolic link; remove it (a %s is never written through a link)", path, what));
+    PetscFunctionReturn(0);
+  }
+  if (S_ISREG(st.st_mode)) PetscFunctionReturn(0);
+  kind = S_ISDIR(st.st_mode)    ? "a directory"
+         : S_ISFIFO(st.st_mode) ? "a FIFO"
+         : S_ISSOCK(st.st_mode) ? "a socket"
+                                : "a device";
+  PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: is not a regular file (%s), so it cannot be a %s; remove it", path,
+                          kind, what));
   PetscFunctionReturn(0);
 }
 
@@ -657,6 +752,23 @@ PetscErrorCode VarproResultPath(const char dir[], const VarproConfig *cfg, char 
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode VarproResultFilesCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg)
+{
+  PetscMPIInt rank;
+  char        path[VARPRO_PATH_MAX + 8], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(VarproResultPath(dir, cfg, path, VARPRO_PATH_MAX));
+  if (rank == 0) {
+    PetscCall(VarproPathCheckPlain(path, "result file", msg));
+    PetscCall(PetscStrlcat(path, ".partial", sizeof(path)));
+    PetscCall(VarproPathCheckPlain(path, "partial result file", msg));
+  }
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscFunctionReturn(0);
+}
+
 /* Rank 0: what an existing result file says of itself: its configuration text (NULL when it has
    none that can be read, and reason says why) and whether it is marked complete. Call with HDF5's
    error printing off: the file may be damaged. */
@@ -669,6 +781,57 @@ static PetscErrorCode ResultReadMarks_Private(hid_t file, char **stored, PetscBo
   PetscCall(H5AttrReadString_Private(file, "configuration", stored, reason, len));
   PetscCall(H5AttrReadInt_Private(file, "complete", &value, &found));
   *complete = (PetscBool)(found && value == 1);
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: whether the datasets of a complete result of epochs steps have the shapes the README
+   gives ("Result files"), S snapshots, K MMDs and the widths M and T of its attributes; reason says
+   which has not. Call with HDF5's error printing off. */
+static PetscErrorCode ResultCheckDatasets_Private(hid_t file, PetscInt64 epochs, char reason[], size_t len)
+{
+  enum { E, S, K, M, T, TWO, NSIZES };
+  static const struct {
+    const char *name;
+    H5T_class_t cls;
+    int         ndims, dims[3];
+  } specs[] = {
+    {"loss", H5T_FLOAT, 1, {E}},
+    {"step_time", H5T_FLOAT, 1, {E}},
+    {"snapshot_steps", H5T_INTEGER, 1, {S}},
+    {"snapshot_features", H5T_FLOAT, 3, {S, M, TWO}},
+    {"snapshot_outer_weights", H5T_FLOAT, 2, {S, M}},
+    {"mmd_steps", H5T_INTEGER, 1, {K}},
+    {"mmd", H5T_FLOAT, 1, {K}},
+    {"teacher_features", H5T_FLOAT, 2, {T, TWO}},
+  };
+  hsize_t    size[NSIZES] = {(hsize_t)epochs, H5_ANY_SIZE, H5_ANY_SIZE, H5_ANY_SIZE, H5_ANY_SIZE, 2};
+  PetscInt64 width;
+  PetscBool  found;
+  H5Shape    shape;
+
+  PetscFunctionBeginUser;
+  /* The counts of snapshots and MMDs are their step lists' lengths; the widths are stored */
+  PetscCall(H5ShapeByName_Private(file, "snapshot_steps", &shape));
+  if (shape.ndims == 1) size[S] = shape.dims[0];
+  PetscCall(H5ShapeByName_Private(file, "mmd_steps", &shape));
+  if (shape.ndims == 1) size[K] = shape.dims[0];
+  PetscCall(H5AttrReadInt_Private(file, "student_width", &width, &found));
+  if (found) size[M] = (hsize_t)width;
+  PetscCall(H5AttrReadInt_Private(file, "teacher_width", &width, &found));
+  if (found) size[T] = (hsize_t)width;
+
+  for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+    hsize_t dims[3];
+    char    expected[128];
+
+    for (int d = 0; d < specs[i].ndims; d++) dims[d] = size[specs[i].dims[d]];
+    PetscCall(H5ShapeByName_Private(file, specs[i].name, &shape));
+    if (H5ShapeIs(&shape, specs[i].cls, specs[i].ndims, dims)) continue;
+    PetscCall(DataFormatShape_Private(specs[i].ndims, dims, expected, sizeof(expected)));
+    PetscCall(PetscSNPrintf(reason, len, "dataset '%s' is missing or is not %s of shape %s", specs[i].name,
+                            specs[i].cls == H5T_FLOAT ? "float64" : "int64", expected));
+    break;
+  }
   PetscFunctionReturn(0);
 }
 
@@ -716,6 +879,34 @@ static PetscErrorCode ResultExistsRoot_Private(const char path[], const VarproCo
     PetscCall(PetscSNPrintf(
       msg, VARPRO_MSG_MAX,
       "%s: a result for a different configuration exists under this name; remove it or use --force", path));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultCheckWhole(MPI_Comm comm, const char dir[], const VarproConfig *cfg)
+{
+  PetscMPIInt     rank;
+  PetscErrorCode  ierr = 0;
+  hid_t           file = H5I_INVALID_HID;
+  char            path[VARPRO_PATH_MAX], reason[VARPRO_REASON_MAX] = "", msg[VARPRO_MSG_MAX] = "";
+  H5ErrorPrinting saved;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(VarproResultPath(dir, cfg, path, sizeof(path)));
+
+  /* Rank 0 looks, quietly; not PetscCall, since its outcome is shared before any rank returns */
+  if (rank == 0) {
+    PetscCall(H5FileOpenRead_Private(path, &file, reason, sizeof(reason)));
+    PetscCall(H5ErrorPrintingOff_Private(&saved));
+    if (file >= 0) ierr = ResultCheckDatasets_Private(file, cfg->epochs, reason, sizeof(reason));
+    if (file >= 0 && H5Fclose(file) < 0 && !ierr) ierr = PETSC_ERR_LIB;
+    PetscCall(H5ErrorPrintingRestore_Private(&saved));
+    if (reason[0])
+      PetscCall(
+        PetscSNPrintf(msg, sizeof(msg), "%s: damaged result file (%s); remove it or use --force", path, reason));
+  }
+  PetscCall(H5RootSync_Private(comm, ierr, path));
+  PetscCall(VarproInputErrorSync(comm, msg));
   PetscFunctionReturn(0);
 }
 
@@ -1070,26 +1261,27 @@ PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const Pet
 /* Rank 0, resuming: opens the slots of a partial file (created when the file has none) and finds
    the latest checkpoint after step after, at most step upto, with its features and state;
    *found says whether there is one, *has_state whether its state could be read. Checkpoints of
-   other shapes (another version's, another solver's) are dropped. Call with HDF5's error printing
-   off. */
+   other shapes or types (another version's, another solver's) are dropped. A checkpoint holding
+   a NaN or Inf is damage: reason says so. Call with HDF5's error printing off. */
 static PetscErrorCode CheckpointFind_Private(VarproResult res, PetscInt after, PetscInt upto, PetscInt *step,
                                              PetscReal features[], PetscReal state[], PetscBool *found,
-                                             PetscBool *has_state)
+                                             PetscBool *has_state, char reason[], size_t len)
 {
-  int     best    = -1;
-  hsize_t ftail[] = {(hsize_t)res->M, 2}, stail[] = {(hsize_t)PetscMax(res->nstate, 1)}, dims[2] = {0, 0};
-  hid_t   space;
+  int           best    = -1;
+  hsize_t       ftail[] = {(hsize_t)res->M, 2}, stail[] = {(hsize_t)PetscMax(res->nstate, 1)};
+  const hsize_t fdims[] = {2, ftail[0], ftail[1]}, xdims[] = {2, stail[0]}, sdims[] = {2};
+  H5Shape       shape[3];
 
   PetscFunctionBeginUser;
   *found = *has_state = PETSC_FALSE;
   res->ckpt_features  = H5Dopen2(res->file, "checkpoint_features", H5P_DEFAULT);
-  res->ckpt_steps     = res->ckpt_features >= 0 ? H5Dopen2(res->file, "checkpoint_steps", H5P_DEFAULT) : -1;
-  res->ckpt_state     = res->ckpt_steps >= 0 ? H5Dopen2(res->file, "checkpoint_state", H5P_DEFAULT) : -1;
-  if (res->ckpt_state >= 0 && (space = H5Dget_space(res->ckpt_state)) >= 0) {
-    if (H5Sget_simple_extent_ndims(space) != 2 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) dims[1] = 0;
-    PetscCallH5(H5Sclose(space));
-  }
-  if (res->ckpt_state < 0 || dims[0] != 2 || dims[1] != stail[0] ||
+  res->ckpt_state     = H5Dopen2(res->file, "checkpoint_state", H5P_DEFAULT);
+  res->ckpt_steps     = H5Dopen2(res->file, "checkpoint_steps", H5P_DEFAULT);
+  PetscCall(H5ShapeOf_Private(res->ckpt_features, &shape[0]));
+  PetscCall(H5ShapeOf_Private(res->ckpt_state, &shape[1]));
+  PetscCall(H5ShapeOf_Private(res->ckpt_steps, &shape[2]));
+  if (!H5ShapeIs(&shape[0], H5T_FLOAT, 3, fdims) || !H5ShapeIs(&shape[1], H5T_FLOAT, 2, xdims) ||
+      !H5ShapeIs(&shape[2], H5T_INTEGER, 1, sdims) ||
       H5Dread(res->ckpt_steps, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, res->ckpt_step) < 0) {
     PetscCall(CheckpointClose_Private(res, PETSC_TRUE));
     PetscCall(CheckpointCreate_Private(res));
@@ -1104,6 +1296,12 @@ static PetscErrorCode CheckpointFind_Private(VarproResult res, PetscInt after, P
   if (*found && res->nstate)
     PetscCall(CheckpointSlotIO_Private(res->ckpt_state, 2, stail, best, PETSC_FALSE, state, has_state));
   if (*found) *step = (PetscInt)res->ckpt_step[best];
+
+  /* Numbers a run could not have written */
+  if (*found && (!AllFinite(2 * res->M, features) || (*has_state && !AllFinite(res->nstate, state)))) {
+    PetscCall(PetscSNPrintf(reason, len, "the checkpoint of step %" PetscInt_FMT " holds a NaN or Inf", *step));
+    *found = *has_state = PETSC_FALSE;
+  }
   PetscFunctionReturn(0);
 }
 
@@ -1133,11 +1331,16 @@ static PetscErrorCode ResultWriteConfig_Private(VarproResult res, const VarproCo
 }
 
 /* Rank 0: creates the partial file (replacing one a killed run left), its attributes, its
-   empty histories and their buffers. */
-static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproConfig *cfg)
+   empty histories and their buffers. What is replaced is removed first, never written through:
+   a symbolic link or a non-regular file there is the user's to remove (msg says so). */
+static PetscErrorCode ResultCreateRoot_Private(VarproResult res, const VarproConfig *cfg, char msg[])
 {
   PetscFunctionBeginUser;
-  PetscCallH5(res->file = H5Fcreate(res->partial_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  PetscCall(VarproPathCheckPlain(res->partial_path, "partial result file", msg));
+  if (!msg[0] && unlink(res->partial_path) && errno != ENOENT)
+    PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "%s: cannot replace it: %s", res->partial_path, strerror(errno)));
+  if (msg[0]) PetscFunctionReturn(0);
+  PetscCallH5(res->file = H5Fcreate(res->partial_path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
   PetscCall(ResultWriteConfig_Private(res, cfg));
   PetscCall(HistoryCreate_Private(res->file, &res->losses));
   PetscCall(HistoryCreate_Private(res->file, &res->snapshots));
@@ -1160,6 +1363,7 @@ static PetscErrorCode ResultNew_Private(MPI_Comm comm, const char dir[], const V
   r->comm          = comm;
   r->M             = M;
   r->T             = T;
+  r->epochs        = cfg->epochs;
   r->file          = H5I_INVALID_HID;
   r->nstate        = nstate;
   r->ckpt_features = r->ckpt_steps = r->ckpt_state = H5I_INVALID_HID;
@@ -1177,15 +1381,19 @@ PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproC
                                   PetscInt nstate, VarproResult *res)
 {
   VarproResult   r;
-  PetscErrorCode ierr = 0;
+  PetscErrorCode ierr                = 0;
+  char           msg[VARPRO_MSG_MAX] = "";
 
   PetscFunctionBeginUser;
   /* The object exists on every rank, so that callers are the same everywhere */
   PetscCall(ResultNew_Private(comm, dir, cfg, M, T, nstate, &r));
 
   /* Rank 0 writes; not PetscCall, since its outcome is shared before any rank returns */
-  if (r->rank == 0) ierr = ResultCreateRoot_Private(r, cfg);
+  if (r->rank == 0) ierr = ResultCreateRoot_Private(r, cfg, msg);
   PetscCall(H5RootSync_Private(comm, ierr, r->partial_path));
+  ierr = VarproInputErrorSync(comm, msg);
+  if (ierr) PetscCall(VarproResultDestroy(&r));
+  PetscCall(ierr);
   *res = r;
   PetscFunctionReturn(0);
 }
@@ -1208,7 +1416,12 @@ static PetscErrorCode PartialOpen_Private(const char path[], unsigned flags, con
   PetscFunctionBeginUser;
   *file     = H5I_INVALID_HID;
   reason[0] = 0;
-  if (stat(path, &st) && errno == ENOENT) PetscFunctionReturn(0);
+  if (lstat(path, &st)) {
+    if (errno == ENOENT) PetscFunctionReturn(0);
+  } else if (S_ISLNK(st.st_mode)) {
+    PetscCall(PetscStrncpy(reason, "is a symbolic link", len));
+    PetscFunctionReturn(0);
+  }
   PetscCall(H5FileOpen_Private(path, flags, file, reason, len));
   if (*file < 0) PetscFunctionReturn(0);
 
@@ -1252,31 +1465,30 @@ PetscErrorCode VarproResultPartialCheck(MPI_Comm comm, const char dir[], const V
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: opens the datasets of h in file, checks their shapes against those expected and allocates
-   the buffers; *rows is their common row count. A problem goes to reason. Call with HDF5's error
-   printing off: the file was left by a run that died. */
-static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t *rows, char reason[], size_t len)
+/* Rank 0: opens the datasets of h in file, checks their shapes and types against those expected,
+   that they are extendible and hold at most max_rows rows, and allocates the buffers; *rows is
+   their common row count. A problem goes to reason. Call with HDF5's error printing off: the file
+   was left by a run that died. */
+static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t max_rows, hsize_t *rows, char reason[],
+                                          size_t len)
 {
   PetscFunctionBeginUser;
   for (PetscInt c = 0; c < h->ncolumns && !reason[0]; c++) {
-    ResultColumn *col   = &h->column[c];
-    hid_t         space = H5I_INVALID_HID;
-    hsize_t       dims[3];
-    int           ndims = -1;
+    ResultColumn *col     = &h->column[c];
+    hsize_t       dims[3] = {c > 0 ? *rows : H5_ANY_SIZE, col->tail[0], col->tail[1]};
+    H5Shape       shape;
 
     col->dset = H5Dopen2(file, col->name, H5P_DEFAULT);
-    if (col->dset >= 0) space = H5Dget_space(col->dset);
-    if (space >= 0) {
-      ndims = H5Sget_simple_extent_ndims(space);
-      if (ndims != col->ndims || H5Sget_simple_extent_dims(space, dims, NULL) < 0) ndims = -1;
-      PetscCallH5(H5Sclose(space));
-    }
-    if (ndims < 0 || (ndims > 1 && dims[1] != col->tail[0]) || (ndims > 2 && dims[2] != col->tail[1]) ||
-        (c > 0 && dims[0] != *rows)) {
-      PetscCall(PetscSNPrintf(reason, len, "dataset '%s' is missing or has the wrong shape", col->name));
-      break;
-    }
-    *rows = dims[0];
+    PetscCall(H5ShapeOf_Private(col->dset, &shape));
+    if (!H5ShapeIs(&shape, col->integer ? H5T_INTEGER : H5T_FLOAT, col->ndims, dims))
+      PetscCall(PetscSNPrintf(reason, len, "dataset '%s' is missing or has the wrong shape or type", col->name));
+    else if (!shape.extendible)
+      PetscCall(PetscSNPrintf(reason, len, "dataset '%s' is not extendible", col->name));
+    else if (shape.dims[0] > max_rows)
+      PetscCall(PetscSNPrintf(reason, len, "dataset '%s' holds %llu entries, more than the run's %llu", col->name,
+                              (unsigned long long)shape.dims[0], (unsigned long long)max_rows));
+    if (reason[0]) break;
+    *rows = shape.dims[0];
     PetscCall(PetscMalloc1((size_t)h->capacity * col->rowlen * 8, &col->buf));
   }
   PetscFunctionReturn(0);
@@ -1305,36 +1517,99 @@ static PetscErrorCode ColumnRead_Private(ResultColumn *col, hsize_t first, hsize
   PetscFunctionReturn(0);
 }
 
+/* Whether the n steps are strictly increasing, from 0 to at most last. */
+static PetscBool StepsIncreasing(hsize_t n, const PetscInt64 steps[], PetscInt64 last)
+{
+  for (hsize_t i = 0; i < n; i++)
+    if (steps[i] < 0 || steps[i] > last || (i > 0 && steps[i] <= steps[i - 1])) return PETSC_FALSE;
+  return PETSC_TRUE;
+}
+
+/* Rank 0, resuming: the partial file's teacher_features must be T x 2 finite float64 values; a
+   problem goes to reason. Call with HDF5's error printing off. */
+static PetscErrorCode ResultCheckTeacher_Private(VarproResult res, char reason[], size_t len)
+{
+  const hsize_t dims[2] = {(hsize_t)res->T, 2};
+  hid_t         dset    = H5Dopen2(res->file, "teacher_features", H5P_DEFAULT);
+  H5Shape       shape;
+  PetscReal    *teacher;
+  PetscBool     ok;
+
+  PetscFunctionBeginUser;
+  PetscCall(H5ShapeOf_Private(dset, &shape));
+  ok = H5ShapeIs(&shape, H5T_FLOAT, 2, dims);
+  if (ok) {
+    PetscCall(PetscMalloc1(2 * res->T, &teacher));
+    ok = (PetscBool)(H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, teacher) >= 0 &&
+                     AllFinite(2 * res->T, teacher));
+    PetscCall(PetscFree(teacher));
+  }
+  if (dset >= 0) PetscCallH5(H5Dclose(dset));
+  if (!ok)
+    PetscCall(PetscSNPrintf(reason, len, "dataset 'teacher_features' is missing, damaged or not %" PetscInt_FMT " x 2",
+                            res->T));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0, resuming: reads the steps of the snapshots (rows[1]) and MMDs (rows[2]) of the partial
+   file, which must be strictly increasing steps of the run, and checks its teacher; a problem goes
+   to reason. Call with HDF5's error printing off. */
+static PetscErrorCode ResultReadSteps_Private(VarproResult res, const hsize_t rows[3], PetscInt64 snapshot_steps[],
+                                              PetscInt64 mmd_steps[], char reason[], size_t len)
+{
+  PetscBool ok;
+
+  PetscFunctionBeginUser;
+  PetscCall(ColumnRead_Private(&res->snapshots.column[0], 0, rows[1], snapshot_steps, &ok));
+  if (ok) PetscCall(ColumnRead_Private(&res->mmds.column[0], 0, rows[2], mmd_steps, &ok));
+  if (!ok)
+    PetscCall(PetscStrncpy(reason, "cannot read its histories", len));
+  else if (!StepsIncreasing(rows[1], snapshot_steps, res->epochs))
+    PetscCall(PetscSNPrintf(reason, len, "snapshot_steps are not strictly increasing steps within 0 to %" PetscInt_FMT,
+                            res->epochs));
+  else if (!StepsIncreasing(rows[2], mmd_steps, res->epochs))
+    PetscCall(PetscSNPrintf(reason, len, "mmd_steps are not strictly increasing steps within 0 to %" PetscInt_FMT,
+                            res->epochs));
+  else
+    PetscCall(ResultCheckTeacher_Private(res, reason, len));
+  PetscFunctionReturn(0);
+}
+
 /* Rank 0: the step to resume from, with its features (M x 2) and, from a checkpoint, the trainer's
    state (*has_state): the latest checkpoint whose losses are all in the file, or the last such
    snapshot when it is later and snapshots_exact (a snapshot holds no state, so it is an exact
    point to resume from only when the trainer carries none) or when there is no checkpoint.
    keep[] is the rows of losses, snapshots and MMDs before that step. *step is -1 and reason says
-   why when there is none. Call with HDF5's error printing off. */
+   why when there is none, or when the file holds what no run of this configuration writes (more
+   steps than epochs, steps out of order, NaN or Inf where it resumes). Call with HDF5's error
+   printing off. */
 static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscBool snapshots_exact, PetscInt *step,
                                                    PetscReal features[], PetscReal state[], PetscBool *has_state,
                                                    hsize_t keep[3], char reason[], size_t len)
 {
-  ResultHistory *h[3]    = {&res->losses, &res->snapshots, &res->mmds};
-  hsize_t        rows[3] = {0, 0, 0}, k;
-  PetscInt64    *steps;
-  PetscInt       c = -1;
-  PetscBool      ok, found;
+  ResultHistory *h[3]        = {&res->losses, &res->snapshots, &res->mmds};
+  const hsize_t  max_rows[3] = {(hsize_t)res->epochs, (hsize_t)res->epochs + 1, (hsize_t)res->epochs + 1};
+  hsize_t        rows[3]     = {0, 0, 0}, k;
+  PetscInt64    *snapshot_steps, *mmd_steps;
+  PetscInt       c     = -1;
+  PetscBool      found = PETSC_FALSE, ok;
   PetscReal     *stored;
 
   PetscFunctionBeginUser;
   *step      = -1;
   *has_state = PETSC_FALSE;
-  for (int i = 0; i < 3 && !reason[0]; i++) PetscCall(HistoryOpen_Private(res->file, h[i], &rows[i], reason, len));
+  for (int i = 0; i < 3 && !reason[0]; i++)
+    PetscCall(HistoryOpen_Private(res->file, h[i], max_rows[i], &rows[i], reason, len));
   if (reason[0]) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc2(rows[1] + 1, &snapshot_steps, rows[2] + 1, &mmd_steps));
+  PetscCall(ResultReadSteps_Private(res, rows, snapshot_steps, mmd_steps, reason, len));
+  ok = (PetscBool)!reason[0];
 
   /* Losses of steps 0 .. s-1 are needed to continue at step s */
-  PetscCall(PetscMalloc1(PetscMax(rows[1], rows[2]) + 1, &steps));
-  PetscCall(ColumnRead_Private(&res->snapshots.column[0], 0, rows[1], steps, &ok));
-  for (k = rows[1]; ok && k > 0 && (steps[k - 1] < 0 || steps[k - 1] > (PetscInt64)rows[0]);) k--;
+  for (k = rows[1]; ok && k > 0 && snapshot_steps[k - 1] > (PetscInt64)rows[0];) k--;
   if (ok && k > 0) PetscCall(ColumnRead_Private(&res->snapshots.column[1], k - 1, 1, features, &ok));
   if (ok && k > 0) {
-    *step   = (PetscInt)steps[k - 1];
+    *step   = (PetscInt)snapshot_steps[k - 1];
     keep[0] = (hsize_t)*step;
     keep[1] = k - 1;
   }
@@ -1343,24 +1618,25 @@ static PetscErrorCode ResultFindResumeStep_Private(VarproResult res, PetscBool s
   PetscCall(PetscMalloc1(2 * res->M, &stored));
   if (ok)
     PetscCall(CheckpointFind_Private(res, snapshots_exact ? *step : -1, (PetscInt)rows[0], &c, stored, state, &found,
-                                     has_state));
+                                     has_state, reason, len));
   if (ok && found) {
     PetscCall(PetscArraycpy(features, stored, 2 * res->M));
     *step   = c;
     keep[0] = (hsize_t)c;
-    for (keep[1] = 0; keep[1] < rows[1] && steps[keep[1]] < c;) keep[1]++;
+    for (keep[1] = 0; keep[1] < rows[1] && snapshot_steps[keep[1]] < c;) keep[1]++;
   }
   PetscCall(PetscFree(stored));
+  if (ok && !found && !reason[0] && *step >= 0 && !AllFinite(2 * res->M, features))
+    PetscCall(PetscSNPrintf(reason, len, "the snapshot of step %" PetscInt_FMT " holds a NaN or Inf", *step));
 
   /* MMDs of the steps before s */
-  if (*step >= 0) PetscCall(ColumnRead_Private(&res->mmds.column[0], 0, rows[2], steps, &ok));
-  for (keep[2] = 0; *step >= 0 && ok && keep[2] < rows[2] && steps[keep[2]] < *step;) keep[2]++;
-  PetscCall(PetscFree(steps));
-  if (!ok)
+  for (keep[2] = 0; *step >= 0 && keep[2] < rows[2] && mmd_steps[keep[2]] < *step;) keep[2]++;
+  PetscCall(PetscFree2(snapshot_steps, mmd_steps));
+  if (!reason[0] && !ok)
     PetscCall(PetscStrncpy(reason, "cannot read its histories", len));
-  else if (*step < 0)
+  else if (!reason[0] && *step < 0)
     PetscCall(PetscStrncpy(reason, "no snapshot saved", len));
-  if (!ok) *step = -1;
+  if (reason[0]) *step = -1;
   PetscFunctionReturn(0);
 }
 
@@ -1600,27 +1876,48 @@ static PetscErrorCode ResultClose_Private(VarproResult res)
 }
 
 /* Rank 0: marks the file complete, closes it and gives it its final name in one atomic rename,
-   replacing an earlier result of the same configuration. */
-static PetscErrorCode ResultFinishRoot_Private(VarproResult res)
+   replacing an earlier result of the same configuration. The final name must hold a regular
+   file or nothing; otherwise, or when the rename fails, the file stays <name>.h5.partial, not
+   marked complete, and msg says why. */
+static PetscErrorCode ResultFinishRoot_Private(VarproResult res, char msg[])
 {
+  hid_t file;
+  int   err;
+
   PetscFunctionBeginUser;
+  PetscCall(VarproPathCheckPlain(res->path, "result file", msg));
+  if (msg[0]) {
+    PetscCall(ResultClose_Private(res));
+    PetscCall(PetscStrlcat(msg, "; the run is kept as ", VARPRO_MSG_MAX));
+    PetscCall(PetscStrlcat(msg, res->partial_path, VARPRO_MSG_MAX));
+    PetscFunctionReturn(0);
+  }
   PetscCall(CheckpointClose_Private(res, PETSC_TRUE));
   PetscCall(H5AttrWriteInt_Private(res->file, "complete", 1));
   PetscCall(ResultClose_Private(res));
-  PetscCheck(!rename(res->partial_path, res->path), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot rename %s to %s: %s",
-             res->partial_path, res->path, strerror(errno));
+  if (!rename(res->partial_path, res->path)) PetscFunctionReturn(0);
+
+  /* A file under the partial name never says it is complete */
+  err = errno;
+  PetscCallH5(file = H5Fopen(res->partial_path, H5F_ACC_RDWR, H5P_DEFAULT));
+  PetscCallH5(H5Adelete(file, "complete"));
+  PetscCallH5(H5Fclose(file));
+  PetscCall(PetscSNPrintf(msg, VARPRO_MSG_MAX, "cannot rename %s to %s: %s; the run is kept as %s", res->partial_path,
+                          res->path, strerror(err), res->partial_path));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode VarproResultFinish(VarproResult res)
 {
-  PetscErrorCode ierr = 0;
+  PetscErrorCode ierr                = 0;
+  char           msg[VARPRO_MSG_MAX] = "";
 
   PetscFunctionBeginUser;
   PetscCall(ResultCheckOpen_Private(res, "complete"));
-  if (res->rank == 0) ierr = ResultFinishRoot_Private(res);
+  if (res->rank == 0) ierr = ResultFinishRoot_Private(res, msg);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   res->finished = PETSC_TRUE;
+  PetscCall(VarproInputErrorSync(res->comm, msg));
   PetscFunctionReturn(0);
 }
 

@@ -36,10 +36,26 @@ PetscErrorCode VarproDataDestroy(VarproData *data);
    Collective; raises PETSC_ERR_USER_INPUT naming dir when it cannot. */
 PetscErrorCode VarproOutputDirCheck(MPI_Comm comm, const char dir[]);
 
+/* Rank-local: when path exists but is a symbolic link or not a regular file (a directory, FIFO,
+   socket or device), msg gets one line naming path and saying so, with what (e.g. "result file")
+   the name stands for; nothing is opened, so a FIFO cannot block. An absent path, a regular file
+   or a msg that already holds a message leave msg as it is. */
+PetscErrorCode VarproPathCheckPlain(const char path[], const char what[], char msg[]);
+
+/* Raises PETSC_ERR_USER_INPUT when dir/<name>.h5 or dir/<name>.h5.partial exists but is a
+   symbolic link or not a regular file: results are never written through a link, and neither
+   name can be replaced then. Collective. */
+PetscErrorCode VarproResultFilesCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg);
+
 /* Whether dir/<name>.h5 exists as a complete result. When it exists but is unreadable, lacks
    "complete" = 1, or its stored "configuration" attribute differs from cfg, raises
    PETSC_ERR_USER_INPUT naming the file (remove it or use --force). Collective. */
 PetscErrorCode VarproResultExists(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscBool *exists);
+/* For a complete result of cfg found by VarproResultExists: raises PETSC_ERR_USER_INPUT naming the
+   file (a damaged result: remove it or use --force) when one of its datasets (README, "Result
+   files") is missing or not of the shape and type its configuration gives (loss: epochs, ...).
+   Collective. */
+PetscErrorCode VarproResultCheckWhole(MPI_Comm comm, const char dir[], const VarproConfig *cfg);
 
 /* Reads n float64 root attributes of the complete result of cfg in dir (NaN where one is
    missing or the file cannot be read). Collective; every rank gets the values. */
@@ -78,8 +94,10 @@ PetscErrorCode VarproResultCreate(MPI_Comm comm, const char dir[], const VarproC
    history of the file is cut back to what belongs to the steps before s (loss and step_time: the
    first s entries; snapshots and MMDs: steps < s), so that the caller records step s onwards
    again. s is added to the string attribute "resumed_from". When there is no partial file, or it
-   cannot be read or holds no snapshot (a line says so), *step is -1 and *res NULL: the caller
-   starts over. A partial file of another configuration raises PETSC_ERR_USER_INPUT. Collective. */
+   cannot be read, holds no snapshot or holds what no run of cfg writes (histories longer than
+   epochs, steps out of order, a teacher of the wrong shape, NaN or Inf where it would resume; a
+   line says so), *step is -1 and *res NULL: the caller starts over. A partial file of another configuration raises
+   PETSC_ERR_USER_INPUT. Collective. */
 PetscErrorCode VarproResultResume(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscInt M, PetscInt T,
                                   PetscInt nstate, PetscBool snapshots_exact, PetscInt *step, PetscReal features[],
                                   PetscReal state[], PetscBool *has_state, VarproResult *res);
@@ -100,7 +118,9 @@ PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const Pet
 PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value);
 PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value);
 PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[]);
-/* Flushes everything, sets attribute "complete" = 1, closes and renames to the final name. */
+/* Flushes everything, sets attribute "complete" = 1, closes and renames to the final name. When the
+   final name holds something other than a regular file, or the rename fails, raises
+   PETSC_ERR_USER_INPUT and leaves <name>.h5.partial, not marked complete. */
 PetscErrorCode VarproResultFinish(VarproResult res);
 /* Frees; a result that was not finished is closed and left as <name>.h5.partial. */
 PetscErrorCode VarproResultDestroy(VarproResult *res);
