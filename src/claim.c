@@ -26,7 +26,9 @@
 
 #define CLAIM_TEXT_MAX 512
 
-typedef enum { CLAIM_NONE, CLAIM_LIVE, CLAIM_STALE } ClaimState;
+/* CLAIM_BAD: something other than a regular file (a directory, a symbolic link, ...) under the
+   claim's name, which no run creates and none may take over. */
+typedef enum { CLAIM_NONE, CLAIM_LIVE, CLAIM_STALE, CLAIM_BAD } ClaimState;
 
 struct _p_VarproClaim {
   PetscMPIInt rank;
@@ -44,17 +46,19 @@ static PetscErrorCode ClaimPath(const char dir[], const VarproConfig *cfg, char 
   PetscFunctionReturn(0);
 }
 
-/* The contents of the claim file at path, "" when it cannot be read; returns -1 when it does not exist. */
+/* The contents of the claim file at path, "" when it cannot be read or is not a regular file (never
+   through a symbolic link, and never waiting on a FIFO); returns -1 when it does not exist. */
 static int ReadText(const char path[], char text[], size_t len)
 {
-  FILE  *f = fopen(path, "r");
-  size_t n;
+  int         fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  struct stat st;
+  ssize_t     n = 0;
 
   text[0] = '\0';
-  if (!f) return errno == ENOENT ? -1 : 0;
-  n       = fread(text, 1, len - 1, f);
-  text[n] = '\0';
-  fclose(f);
+  if (fd < 0) return errno == ENOENT ? -1 : 0;
+  if (!fstat(fd, &st) && S_ISREG(st.st_mode)) n = read(fd, text, len - 1);
+  text[n > 0 ? n : 0] = '\0';
+  close(fd);
   return 0;
 }
 
@@ -89,23 +93,37 @@ static PetscBool ProcessGone(long pid)
   return (PetscBool)(paren && (paren[2] == 'Z' || paren[2] == 'X'));
 }
 
-/* Rank 0: whether the claim at path is absent, live or stale; text gets its contents and owner a
-   description for messages. */
+/* Rank 0: whether the claim at path is absent, live, stale or not a claim file at all; text gets its
+   contents and owner a description for messages (for CLAIM_BAD, what is wrong). A modification
+   time in the future (clocks that differ between hosts) counts as just refreshed. */
 static ClaimState Inspect(const char path[], PetscReal stale_seconds, char text[], char owner[], size_t len)
 {
-  char        host[256] = "", claim_host[256] = "";
+  char        host[256] = "", claim_host[256] = "", who[CLAIM_TEXT_MAX], refreshed[64];
   long        pid = -1;
   struct stat st;
   double      age;
   PetscBool   dead = PETSC_FALSE;
 
-  if (ReadText(path, text, CLAIM_TEXT_MAX) < 0 || stat(path, &st)) return CLAIM_NONE;
+  text[0] = '\0';
+  if (lstat(path, &st)) return CLAIM_NONE;
+  if (!S_ISREG(st.st_mode)) {
+    char problem[VARPRO_MSG_MAX] = "";
+
+    (void)VarproPathCheckPlain(path, "claim file", problem);
+    snprintf(owner, len, "%s", problem);
+    return CLAIM_BAD;
+  }
+  if (ReadText(path, text, CLAIM_TEXT_MAX) < 0) return CLAIM_NONE;
   age = difftime(time(NULL), st.st_mtime);
   gethostname(host, sizeof(host) - 1);
   if (sscanf(text, "host %255s pid %ld", claim_host, &pid) == 2 && !strcmp(host, claim_host) && pid > 0)
     dead = ProcessGone(pid);
-  snprintf(owner, len, "%.*s (claim file %s, refreshed %.0f s ago)", (int)strcspn(text, "\n"),
-           text[0] ? text : "an unreadable claim", path, age);
+  snprintf(who, sizeof(who), "%.*s", (int)strcspn(text, "\n"), text);
+  if (age >= 0)
+    snprintf(refreshed, sizeof(refreshed), "refreshed %.0f s ago", age);
+  else
+    snprintf(refreshed, sizeof(refreshed), "refreshed %.0f s in the future", -age);
+  snprintf(owner, len, "%s (claim file %s, %s)", who[0] ? who : "an empty or unreadable claim", path, refreshed);
   return (dead || age > stale_seconds) ? CLAIM_STALE : CLAIM_LIVE;
 }
 
@@ -113,7 +131,7 @@ static ClaimState Inspect(const char path[], PetscReal stale_seconds, char text[
    or another errno. */
 static int Create(const char path[], const char text[])
 {
-  int    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), err = 0;
+  int    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644), err = 0;
   size_t n = strlen(text);
 
   if (fd < 0) return errno;
@@ -169,12 +187,26 @@ PetscErrorCode VarproClaimHeld(MPI_Comm comm, const char dir[], const VarproConf
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode VarproClaimCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg)
+{
+  PetscMPIInt rank;
+  char        path[VARPRO_PATH_MAX + 256], msg[VARPRO_MSG_MAX] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(ClaimPath(dir, cfg, path, sizeof(path)));
+  if (rank == 0) PetscCall(VarproPathCheckPlain(path, "claim file", msg));
+  PetscCall(VarproInputErrorSync(comm, msg));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode VarproClaimAcquire(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
                                   VarproClaim *claim, char owner[], size_t len)
 {
-  VarproClaim c;
-  char        text[CLAIM_TEXT_MAX], msg[VARPRO_MSG_MAX] = "";
-  int         state = CLAIM_NONE;
+  VarproClaim    c;
+  char           text[CLAIM_TEXT_MAX], msg[VARPRO_MSG_MAX] = "";
+  int            state = CLAIM_NONE;
+  PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
   *claim   = NULL;
@@ -199,13 +231,16 @@ PetscErrorCode VarproClaimAcquire(MPI_Comm comm, const char dir[], const VarproC
       break;
     }
     state = (int)Inspect(c->path, stale_seconds, text, owner, len);
-    if (state == CLAIM_LIVE) break;
+    if (state == CLAIM_BAD) PetscCall(PetscStrncpy(msg, owner, sizeof(msg)));
+    if (state == CLAIM_LIVE || state == CLAIM_BAD) break;
     if (state == CLAIM_STALE && attempt == 0 && MoveStale(c->path, text))
       PetscCall(PetscPrintf(PETSC_COMM_SELF, "  taking over the stale claim on %s: %s\n", cfg->name, owner));
     else if (state == CLAIM_STALE)
       state = CLAIM_LIVE; /* another run got there first */
   }
-  PetscCall(VarproInputErrorSync(comm, msg));
+  ierr = VarproInputErrorSync(comm, msg);
+  if (ierr) PetscCall(PetscFree(c));
+  PetscCall(ierr);
   PetscCall(ShareState(comm, &state, owner, len));
   if (state == CLAIM_LIVE)
     PetscCall(PetscFree(c));
@@ -226,7 +261,7 @@ PetscErrorCode VarproClaimRefresh(VarproClaim claim, PetscBool *lost)
   claim->last_refresh = now;
   if (ReadText(claim->path, text, sizeof(text)) < 0 || strcmp(text, claim->text))
     *lost = PETSC_TRUE;
-  else if (utimensat(AT_FDCWD, claim->path, NULL, 0))
+  else if (utimensat(AT_FDCWD, claim->path, NULL, AT_SYMLINK_NOFOLLOW))
     *lost = PETSC_TRUE;
   PetscFunctionReturn(0);
 }

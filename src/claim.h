@@ -16,7 +16,13 @@ typedef struct _p_VarproClaim *VarproClaim;
 PetscErrorCode VarproClaimAcquire(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
                                   VarproClaim *claim, char owner[], size_t len);
 
-/* Whether another live run holds the claim on cfg in dir (owner describes it). Collective. */
+/* Raises PETSC_ERR_USER_INPUT when the claim file of cfg in dir exists but is a symbolic link or
+   not a regular file (a directory, a FIFO): no run creates one, none may take it over, and the
+   user must remove it. Collective. */
+PetscErrorCode VarproClaimCheck(MPI_Comm comm, const char dir[], const VarproConfig *cfg);
+
+/* Whether another live run holds the claim on cfg in dir (owner describes it); a claim file that is
+   not a regular file is not held (VarproClaimCheck reports it). Collective. */
 PetscErrorCode VarproClaimHeld(MPI_Comm comm, const char dir[], const VarproConfig *cfg, PetscReal stale_seconds,
                                PetscBool *held, char owner[], size_t len);
 
