@@ -246,9 +246,10 @@ static PetscErrorCode ReadSummary(MPI_Comm comm, const VarproJob *job, const Var
   PetscFunctionReturn(0);
 }
 
-/* Everything about a configuration that can be wrong before training: its result file name, its
+/* Everything about a configuration that can be wrong before training: its result file name, a
+   symbolic link or a non-regular file under the names of its result, partial result or claim, its
    sizes against the data file and the rank count, and a result of another configuration under
-   its name, or a partial result of another configuration. Marks it skipped when its complete
+   its name (or a damaged one), or a partial result of another configuration. Marks it skipped when its complete
    result exists. */
 static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg, const Options *opts,
                                   VarproRunSummary *s)
@@ -262,8 +263,11 @@ static PetscErrorCode CheckConfig(const VarproJob *job, const VarproConfig *cfg,
                             "%s:%" PetscInt_FMT ": run '%s': result file %s is longer than %d characters", job->path,
                             cfg->line, cfg->name, path, VARPRO_PATH_MAX - 1));
   PetscCall(VarproInputErrorSync(PETSC_COMM_WORLD, msg));
+  PetscCall(VarproResultFilesCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
+  PetscCall(VarproClaimCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
   PetscCall(VarproProblemValidate(PETSC_COMM_WORLD, job->path, cfg));
   if (!opts->force) PetscCall(VarproResultExists(PETSC_COMM_WORLD, job->output_dir, cfg, &s->skipped));
+  if (s->skipped) PetscCall(VarproResultCheckWhole(PETSC_COMM_WORLD, job->output_dir, cfg));
   /* The partial file of a configuration another run is training is that run's business */
   PetscCall(VarproClaimHeld(PETSC_COMM_WORLD, job->output_dir, cfg, opts->claim_stale, &held, owner, sizeof(owner)));
   if (!opts->force && !s->skipped && !held) PetscCall(VarproResultPartialCheck(PETSC_COMM_WORLD, job->output_dir, cfg));
