@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Benchmark: time per VarPro step at N = T = 4096, by width, rank count and inner solve.
 
-    tools/bench.py [--widths 128 512 1024] [--ranks 1 2] [--epochs 400] [--paths direct matfree]
+    tools/bench.py [--widths 128 512 1024] [--ranks 1 2] [--epochs 2000] [--paths direct matfree]
                    [--n 4096] [--events] [--build build] [-- extra options for varpro-rbf]
 
 Every case runs the real executable on a generated problem (gamma = 100, biased, lambda =
@@ -87,7 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=[128, 512, 1024])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--paths", nargs="+", default=["direct", "matfree"], choices=sorted(PATHS))
     parser.add_argument("--n", type=int, default=4096, help="data points and teacher width")
     parser.add_argument("--events", action="store_true", help="per-kernel calls and times from -log_view")
