@@ -6,8 +6,8 @@
 Reads every complete result RESULTS_DIR/*.h5 (*.h5.partial files are ignored) and prints
 one row per run: its identity (regularization, M, lambda, gamma), the families it belongs
 to in this directory (grouped by the files' own parameters, as tools/figures.py does), its
-final MMD (last `mmd` value) and final reduced risk (last `loss` value; for a run of 0 steps,
-its `final_reduced_risk` attribute), the paper's values
+final MMD (last `mmd` value, at the final features) and final reduced risk (attribute
+`final_reduced_risk`, at the same features, after the last step), the paper's values
 for the same (regularization, M, lambda, gamma) and the ratio run / paper. A run shorter
 than the paper's 32000 steps is marked "short (compared at step E)"; a run whose N, T,
 seed or time scale differ from the paper's says so too.

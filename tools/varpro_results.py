@@ -90,14 +90,12 @@ class Run:
 
     @property
     def final_risk(self):
-        """The last loss value; for a run of no steps, the reduced risk at its initial features
-        (attribute final_reduced_risk)."""
-        if self.loss.size:
-            return float(self.loss[-1])
+        """The reduced risk at the final features, after the last step (attribute
+        final_reduced_risk); the last loss value (that before the last step) for a file without it."""
         try:
             return float(np.asarray(self.attrs["final_reduced_risk"]).reshape(-1)[0])
         except (KeyError, IndexError, TypeError, ValueError):
-            return float("nan")
+            return float(self.loss[-1]) if self.loss.size else float("nan")
 
     @property
     def setting(self):
