@@ -304,6 +304,12 @@ PetscErrorCode VarproTrainerCatchStopSignals(void)
   sigemptyset(&sa.sa_mask);
   PetscCheck(!sigaction(SIGTERM, &sa, NULL) && !sigaction(SIGUSR1, &sa, NULL), PETSC_COMM_SELF, PETSC_ERR_SYS,
              "cannot catch SIGTERM and SIGUSR1: %s", strerror(errno));
+
+  /* A closed pipe on the output (varpro-rbf --list | head) ends the process quietly, as it
+     does any command-line tool, rather than through PETSc's handler and its traceback */
+  sa.sa_handler = SIG_DFL;
+  PetscCheck(!sigaction(SIGPIPE, &sa, NULL), PETSC_COMM_SELF, PETSC_ERR_SYS, "cannot reset SIGPIPE: %s",
+             strerror(errno));
   PetscFunctionReturn(0);
 }
 

@@ -44,8 +44,9 @@ PetscErrorCode VarproTrainerSetCheckpoint(VarproTrainer tr, PetscInt steps, Pets
 PetscErrorCode VarproTrainerSetClaim(VarproTrainer tr, VarproClaim claim);
 
 /* Catches SIGTERM and SIGUSR1 for the rest of the process: a run then stops at the next step
-   boundary on every rank, with its partial result saved, and raises PETSC_ERR_SIG. Call after
-   PetscInitialize, whose own handlers it replaces for these two signals. */
+   boundary on every rank, with its partial result saved, and raises PETSC_ERR_SIG. SIGPIPE gets
+   its default action back. Call after PetscInitialize, whose own handlers it replaces for these
+   three signals. */
 PetscErrorCode VarproTrainerCatchStopSignals(void);
 
 /* For tests: replace the current features (M x 2, replicated) and read them back. */
