@@ -35,7 +35,7 @@ struct _p_VarproInner {
   char             name[VARPRO_NAME_MAX]; /* the run, for messages */
   PetscInt         M, N, nlocal;          /* student width, data points, this rank's points */
   PetscReal        lambda, u_prior;       /* ridge strength; 0 (biased) or 1 (unbiased) */
-  const PetscReal *F;                     /* nlocal x M, column-major, the caller's */
+  const PetscReal *F;                     /* nlocal x M, row-major, the caller's */
   const PetscReal *Fty;                   /* M, the caller's: F^T y over this rank's points */
   PetscReal       *gram;                  /* replicated factor: M x (M + 1), column j = row j of F^T F / (N M)
                                              (upper triangle), then (F^T y / N)_j */
@@ -44,7 +44,7 @@ struct _p_VarproInner {
   PetscMPIInt  *vec_counts;               /* size: entries of an M-vector each rank owns */
   PetscInt      mstart, mrows;            /* rows of K owned by this rank */
   KernelMatType kernel_type;
-  Mat           K;      /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here */
+  Mat           K;      /* M x M, MATMPIDENSE, rows [mstart, mstart + mrows) here; NULL when not assembled */
   Mat           Kop;    /* the KSP's operator: K, its ScaLAPACK copy, or the matrix-free shell */
   Vec           rhs, u; /* distributed like the rows of K */
   Vec           u_all;  /* sequential copy of u on every rank */
@@ -469,6 +469,18 @@ static PetscErrorCode InnerSetUpAssembly(VarproInner in)
   PetscFunctionReturn(0);
 }
 
+/* The distributed kernel matrix, zero (the upper triangle of a lower-only K stays so). */
+static PetscErrorCode InnerCreateKernelMatrix(VarproInner in)
+{
+  PetscFunctionBeginUser;
+  PetscCall(MatCreateDense(in->comm, in->mrows, in->mrows, in->M, in->M, NULL, &in->K));
+  PetscCall(MatSetUp(in->K));
+  PetscCall(MatAssemblyBegin(in->K, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatAssemblyEnd(in->K, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatZeroEntries(in->K));
+  PetscFunctionReturn(0);
+}
+
 /* The default cost of a rebuild of the matrix-free preconditioner in CG iterations, from a model
    of a core of this project's development machine (see docs/performance.md): a rebuild is a
    dsyrk of this rank's rows of F (n M^2 flops at about 40 GFlop/s) and the Cholesky inverse of the
@@ -532,6 +544,9 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
              "ranks, or -inner_kernel_mat_type dense",
              in->name, in->M, in->size);
 
+  /* The assembled kernel matrix, unless the replicated matrix-free path needs none */
+  if (in->kernel_type != KERNEL_MAT_MATFREE || !in->replicated) PetscCall(InnerCreateKernelMatrix(in));
+
   PetscCall(KSPCreate(in->comm, &in->ksp));
   PetscCall(KSPSetOptionsPrefix(in->ksp, "inner_"));
   PetscCall(KSPGetPC(in->ksp, &pc));
@@ -563,7 +578,7 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   PetscFunctionReturn(0);
 }
 
-/* Row layout of K, the dense matrix (zero: the upper triangle of a lower-only K stays so) and its vectors. */
+/* Row layout of K and the vectors distributed like its rows. */
 static PetscErrorCode InnerSetUpLayout(VarproInner in)
 {
   const PetscInt M = in->M;
@@ -578,12 +593,8 @@ static PetscErrorCode InnerSetUpLayout(VarproInner in)
     PetscCall(PetscMPIIntCast(rows, &in->vec_counts[r]));
   }
   KernelRowPartition(M, in->size, in->rank, &in->mstart, &in->mrows);
-  PetscCall(MatCreateDense(in->comm, in->mrows, in->mrows, M, M, NULL, &in->K));
-  PetscCall(MatSetUp(in->K));
-  PetscCall(MatAssemblyBegin(in->K, MAT_FINAL_ASSEMBLY));
-  PetscCall(MatAssemblyEnd(in->K, MAT_FINAL_ASSEMBLY));
-  PetscCall(MatZeroEntries(in->K));
-  PetscCall(MatCreateVecs(in->K, &in->u, &in->rhs));
+  PetscCall(VecCreateMPI(in->comm, in->mrows, M, &in->u));
+  PetscCall(VecDuplicate(in->u, &in->rhs));
   PetscCall(VecScatterCreateToAll(in->u, &in->to_all, &in->u_all));
   PetscFunctionReturn(0);
 }
