@@ -55,8 +55,9 @@ static const char usage[] =
   "  -varpro_result_flush_seconds S     write buffered histories at least every S s (default 10)\n"
   "  -varpro_claim_stale_seconds S      a claim not refreshed for S s is stale (default 600)\n"
   "\n"
-  "A run cut short leaves <name>.h5.partial; the next run of the job resumes it from its last\n"
-  "snapshot. SIGTERM or SIGUSR1 stops a run at the next step, saving everything so far.\n"
+  "A run cut short leaves <name>.h5.partial; the next run of the job resumes it from its latest\n"
+  "checkpoint (see the job file's 'checkpoint'), bit for bit as if never stopped. SIGTERM or\n"
+  "SIGUSR1 stops a run at the next step with a checkpoint, losing nothing.\n"
   "A run claims its configuration with <name>.h5.claim; a configuration claimed by another\n"
   "live run is left alone.\n"
   "\n"
@@ -740,7 +741,7 @@ static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *ref
   PetscReal        *rows;
   PetscInt          first = 0, last;
   PetscMPIInt       size;
-  char              info[4096];
+  char              info[4096], kernel_type[64] = "matfree";
 
   PetscFunctionBeginUser;
   /* The command line is checked on every rank alike */
@@ -779,8 +780,11 @@ static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *ref
     last = job.nconfigs - 1;
   PetscCall(VarproOutputDirCheck(PETSC_COMM_WORLD, job.output_dir));
   PetscCall(RunInfo(argc, argv, PETSC_COMM_WORLD, 1, info, sizeof(info)));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s\n",
-                        VARPRO_GIT_VERSION, job.nconfigs, job.path, job.output_dir));
+  PetscCall(PetscOptionsGetString(NULL, NULL, "-inner_kernel_mat_type", kernel_type, sizeof(kernel_type), NULL));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "varpro-rbf %s: %" PetscInt_FMT " configuration(s) from %s, results in %s; %d rank(s) in "
+                        "%lld group(s), inner solve %s\n",
+                        VARPRO_GIT_VERSION, job.nconfigs, job.path, job.output_dir, size, opts->groups, kernel_type));
 
   /* Every configuration is checked before any is trained */
   PetscCall(PetscCalloc1(job.nconfigs, &summaries));

@@ -434,6 +434,7 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscInt64    iterations, assemblies;
   double        rss;
   struct rusage usage;
+  time_t        now = time(NULL);
 
   PetscFunctionBeginUser;
   PetscCall(VarproResultSetAttributeString(res, "software_version", VARPRO_GIT_VERSION));
@@ -442,6 +443,8 @@ static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, co
   PetscCall(VarproResultSetAttributeString(res, "run_info", run_info));
   gethostname(host, sizeof(host) - 1);
   PetscCall(VarproResultSetAttributeString(res, "hostname", host));
+  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  PetscCall(VarproResultSetAttributeString(res, "finished_at", text));
   PetscCall(VarproResultSetAttributeInt(res, "nranks", tr->size));
   PetscCall(VarproResultSetAttributeInt(res, "N", tr->N));
   PetscCall(VarproInnerGetInfo(tr->inner, &kernel_type, &iterations, &assemblies));

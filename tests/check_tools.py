@@ -15,6 +15,7 @@ from VARPRO_TOOLS_RANKS (default 1). TOOLS_DIR defaults to ../tools beside this 
 import csv
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -486,6 +487,7 @@ def test_summary(tools):
         with h5py.File(stopped, "r") as f:
             stopped_steps = f["loss"].shape[0]
             stopped_snapshot = int(f["snapshot_steps"][-1])
+            stopped_checkpoint = max(int(c) for c in f["checkpoint_steps"][()])
         check(0 < stopped_steps < 400000, f"the stopped run reached step {stopped_steps}")
 
         # A partial file that is not HDF5, and a complete result cut in half
@@ -515,7 +517,8 @@ def test_summary(tools):
             header, table = reader.fieldnames, list(reader)
         check(header == SUMMARY_COLUMNS, f"CSV columns {header}")
         names = [r["name"] for r in table]
-        want_names = sorted(list(expected) + ["garbage", "stopped", "truncated"])
+        want_names = sorted(list(expected) + ["garbage", "stopped", "truncated"],
+                            key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n) if t])
         check(names == want_names, f"one CSV row per file, sorted by name ({names})")
         by_name = {r["name"]: r for r in table}
         for name, want in expected.items():
@@ -527,8 +530,10 @@ def test_summary(tools):
               and got.get("regularization") == "unbiased"
               and all(got.get(c) == "" for c in ("final_reduced_risk", "final_mmd", "wall_time",
                                                  "steps_per_second"))
-              and got.get("note") == f"last snapshot at step {stopped_snapshot}",
-              f"stopped: partial at step {stopped_steps}, last snapshot {stopped_snapshot} ({got})")
+              and got.get("note") == f"checkpoint at step {stopped_checkpoint}, last snapshot at step {stopped_snapshot}"
+              and stopped_checkpoint == stopped_steps,
+              f"stopped: partial at step {stopped_steps}, its checkpoint (the stop's) there, last snapshot "
+              f"{stopped_snapshot} ({got})")
         got = by_name.get("garbage", {})
         check(got.get("status") == "partial" and got.get("steps") == ""
               and got.get("note", "").startswith("cannot be read: "),

@@ -4,7 +4,8 @@
     tools/summary.py RESULTS_DIR [--csv FILE]
 
 Reads every result file RESULTS_DIR/*.h5 and every partial result RESULTS_DIR/*.h5.partial
-and prints one row per file, sorted by configuration name: name, regularization, M, lambda,
+and prints one row per file, sorted by configuration name (numbers in names in numerical order,
+M32 before M128): name, regularization, M, lambda,
 gamma, steps done, epochs, final reduced risk (attribute `final_reduced_risk`), final MMD
 (`final_mmd`), wall time in seconds (`wall_time`), steps per second (1 / `time_per_step`),
 status and a note (names and file names that are not valid UTF-8 are shown with U+FFFD in
@@ -12,8 +13,9 @@ place of the bytes that are not). The status is
 
   complete    a result file marked complete and whole (checked as tools/compare.py does);
   partial     a run cut short or still going: steps is the length of its `loss` history
-              (else its last saved snapshot step) and the note gives its last snapshot,
-              from which the next run of the job resumes; the final values and times are
+              (else its last saved snapshot step) and the note gives its latest checkpoint
+              and its last snapshot, where the next run of the job resumes (the checkpoint;
+              the later of the two with the direct inner solve); the final values and times are
               only written when a run completes, so they show as '-'. A partial file that
               cannot be read (one cut short while its file was created, say) shows '-' and
               the reason;
@@ -33,6 +35,7 @@ import csv
 import glob
 import math
 import os
+import re
 import signal
 import sys
 
@@ -120,6 +123,20 @@ def unreadable_row(path, error):
     return row
 
 
+def resume_note(f, steps_done):
+    """Where a resumed run of a partial file starts: its latest valid checkpoint (one whose losses
+    are all in the file) and its last snapshot."""
+    parts = []
+    if "checkpoint_steps" in f and f["checkpoint_steps"].shape == (2,):
+        valid = [int(c) for c in f["checkpoint_steps"][()] if 0 <= c <= (steps_done or 0)]
+        if valid:
+            parts.append(f"checkpoint at step {max(valid)}")
+    snaps = f["snapshot_steps"][()] if "snapshot_steps" in f else np.zeros(0)
+    if snaps.size:
+        parts.append(f"last snapshot at step {int(snaps[-1])}")
+    return ", ".join(parts)
+
+
 def partial_row(path):
     """Row of a *.h5.partial file: parameters and the step reached, if it can be read."""
     row = new_row(path, "partial")
@@ -127,18 +144,21 @@ def partial_row(path):
         with open_unlocked(path) as f:
             fill_identity(row, f.attrs)
             snaps = f["snapshot_steps"][()] if "snapshot_steps" in f else np.zeros(0)
-            last_snapshot = int(snaps[-1]) if snaps.size else None
             if "loss" in f and len(f["loss"].shape) == 1:
                 row["steps"] = int(f["loss"].shape[0])
-            elif last_snapshot is not None:
-                row["steps"] = last_snapshot
-            if last_snapshot is not None:
-                row["note"] = f"last snapshot at step {last_snapshot}"
-            elif row["steps"] is None:
+            elif snaps.size:
+                row["steps"] = int(snaps[-1])
+            row["note"] = resume_note(f, row["steps"])
+            if not row["note"] and row["steps"] is None:
                 row["note"] = "no loss history or snapshot yet"
     except Exception as exc:
         row["note"] = "cannot be read: " + vr.one_line(exc)
     return row
+
+
+def natural_key(text):
+    """Sorts M32 before M128: runs of digits compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
 
 
 def collect(results_dir):
@@ -160,7 +180,7 @@ def collect(results_dir):
             rows.append(unreadable_row(p, exc))
     rows += [partial_row(p) for p in partial]
     rank = {"complete": 0, "partial": 1, "unreadable": 2}
-    rows.sort(key=lambda r: (r["name"], rank[r["status"]], r["path"]))
+    rows.sort(key=lambda r: (natural_key(r["name"]), rank[r["status"]], r["path"]))
     return rows, errors
 
 
