@@ -29,8 +29,8 @@ import numpy as np
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import check_run  # noqa: E402
-from check_run import EXE, MPIRUN, check, write  # noqa: E402
+import harness  # noqa: E402
+from harness import EXE, MPIRUN, check, write  # noqa: E402
 
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools")
 
@@ -506,8 +506,7 @@ def main():
     if what not in cases:
         raise SystemExit(__doc__)
     cases[what]()
-    print(f"{check_run.failures} failure(s)")
-    sys.exit(1 if check_run.failures else 0)
+    sys.exit(harness.finish())
 
 
 if __name__ == "__main__":

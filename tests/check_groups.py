@@ -9,17 +9,16 @@ The executable and mpirun come from the environment (VARPRO_EXE, VARPRO_MPIRUN).
 """
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 import h5py
 import numpy as np
 
-EXE = os.environ["VARPRO_EXE"]
-MPIRUN = os.environ.get("VARPRO_MPIRUN", "mpirun")
-
-failures = 0
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, run, write  # noqa: E402
 
 # Five configurations of different sizes; cost N M (M + 50) grows with M
 WIDTHS = [4, 12, 24, 36, 48]
@@ -28,23 +27,6 @@ defaults: {{N: 256, teacher_width: 64, seed: 3, epochs: 300, saving_step: 50, mm
 runs:
   - student_width: [{widths}]
 """
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures += 1
-
-
-def run(np_, args, timeout=240):
-    cmd = [MPIRUN, "--oversubscribe", "-n", str(np_), EXE] + args
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def name(m):
@@ -60,11 +42,11 @@ def groups(tmp):
     """The job at 4 ranks in 2 groups against the same job at 2 ranks, one configuration after another."""
     job = os.path.join(tmp, "groups.yaml")
     write(job, JOB.format(out=f"{tmp}/groups", widths=", ".join(map(str, WIDTHS))))
-    proc = run(4, [job, "--groups", "2"])
+    proc = run(4, [job, "--groups", "2"], timeout=240)
     print(proc.stdout[-3000:], proc.stderr[-2000:])
     check(proc.returncode == 0, f"4 ranks, --groups 2: exit 0 (got {proc.returncode})")
     check("PETSC ERROR" not in proc.stderr and "varpro-rbf: error" not in proc.stderr, "no error line, no PETSc traceback")
-    ref = run(2, [job, "--output", f"{tmp}/alone"])
+    ref = run(2, [job, "--output", f"{tmp}/alone"], timeout=240)
     check(ref.returncode == 0, f"the same job at 2 ranks without groups exits 0 (got {ref.returncode})")
     if proc.returncode or ref.returncode:
         print(ref.stdout[-1500:], ref.stderr[-1500:])
@@ -119,7 +101,7 @@ runs:
   - {{name: boom, student_width: 8, time_scale: 1.0e+308}}
   - student_width: [4, 6, 10]
 """)
-    proc = run(4, [job, "--groups", "2"])
+    proc = run(4, [job, "--groups", "2"], timeout=240)
     print(proc.stdout[-2000:], proc.stderr[-1500:])
     check(proc.returncode == 3, f"a diverging configuration among others: exit 3 (got {proc.returncode})")
     lines = [l for l in proc.stderr.splitlines() if l.startswith("varpro-rbf: error:")]
@@ -154,8 +136,7 @@ def main():
         groups(tmp)
         diverging(tmp)
         bad(tmp)
-    print(f"{failures} failure(s)")
-    sys.exit(1 if failures else 0)
+    sys.exit(harness.finish())
 
 
 if __name__ == "__main__":

@@ -26,30 +26,13 @@ import tempfile
 import h5py
 import numpy as np
 
-EXE = os.environ["VARPRO_EXE"]
-MPIRUN = os.environ.get("VARPRO_MPIRUN", "mpirun")
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import EXE, MPIRUN, check, run, write  # noqa: E402
+
 DATA = os.environ.get("VARPRO_TEST_DATA", os.path.join(os.path.dirname(__file__), "data"))
 FIXTURE = os.path.join(DATA, "xcheck_biased_M64_N512.h5")
-
-failures = 0
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures += 1
-
-
-def run(np_, args, timeout=600):
-    cmd = [MPIRUN, "--oversubscribe", "-n", str(np_), EXE] + args
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return proc
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def wrap(a):
@@ -566,8 +549,7 @@ def main():
         bad(sys.argv[2])
     else:
         raise SystemExit(__doc__)
-    print(f"{failures} failure(s)")
-    sys.exit(1 if failures else 0)
+    sys.exit(harness.finish())
 
 
 if __name__ == "__main__":

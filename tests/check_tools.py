@@ -25,8 +25,11 @@ import tempfile
 import h5py
 import numpy as np
 
-EXE = os.environ.get("VARPRO_EXE", "")
-MPIRUN = os.environ.get("VARPRO_MPIRUN", "mpirun")
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import EXE, MPIRUN, check, write  # noqa: E402
+
 RANKS = os.environ.get("VARPRO_TOOLS_RANKS", "1")
 PY = "/usr/bin/python3"
 EPOCHS = 300
@@ -78,22 +81,11 @@ EXPECTED_STEMS = [
 ]
 ANIMATED = "unbiased-M32-lambda0.001-gamma100-seed0"
 
-failures = 0
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures += 1
-    return ok
-
 
 def make_results(tmp, job_text=JOB):
     out = os.path.join(tmp, "results")
     job = os.path.join(tmp, "job.yaml")
-    with open(job, "w") as f:
-        f.write(job_text.format(out=out))
+    write(job, job_text.format(out=out))
     proc = subprocess.run([MPIRUN, "-n", RANKS, EXE, job], capture_output=True, text=True,
                           timeout=240)
     if proc.returncode != 0:
@@ -371,8 +363,7 @@ def test_bad_files(tools):
 def test_scaling(tools):
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = os.path.join(tmp, "strong.csv")
-        with open(csv_path, "w") as f:
-            f.write("ranks,nodes,time_per_step\n1,1,0.61\n2,1,0.32\n4,1,0.17\n8,2,0.095\n")
+        write(csv_path, "ranks,nodes,time_per_step\n1,1,0.61\n2,1,0.32\n4,1,0.17\n8,2,0.095\n")
         proc = tool(tools, "figures.py", ["--scaling", csv_path, "--out", os.path.join(tmp, "fig")])
         print(proc.stdout, proc.stderr)
         check(proc.returncode == 0, f"figures.py --scaling exits 0 (status {proc.returncode})")
@@ -380,8 +371,7 @@ def test_scaling(tools):
             check(magic_ok(os.path.join(tmp, "fig", "scaling-strong." + ext), magic),
                   f"scaling-strong.{ext} written")
         bad = os.path.join(tmp, "bad.csv")
-        with open(bad, "w") as f:
-            f.write("ranks,seconds\n1,0.5\n")
+        write(bad, "ranks,seconds\n1,0.5\n")
         proc = tool(tools, "figures.py", ["--scaling", bad, "--out", os.path.join(tmp, "fig")])
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         check(proc.returncode == 2 and len(lines) == 1 and "bad.csv" in lines[0]
@@ -478,8 +468,7 @@ def test_summary(tools):
 
         # A real partial result: a run stopped by a signal, left as stopped.h5.partial
         stop_job = os.path.join(tmp, "stop.yaml")
-        with open(stop_job, "w") as f:
-            f.write(STOPPED_JOB.format(out=results))
+        write(stop_job, STOPPED_JOB.format(out=results))
         code = stop_after_progress(stop_job)
         stopped = os.path.join(results, "stopped.h5.partial")
         check(code == 4 and os.path.isfile(stopped),
@@ -598,8 +587,7 @@ def main():
         return 1
     {"figures": test_figures, "compare": test_compare, "bad-files": test_bad_files,
      "scaling": test_scaling, "summary": test_summary}[sys.argv[1]](tools)
-    print(f"{failures} failure(s)")
-    return 1 if failures else 0
+    return harness.finish()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ import time
 
 import h5py
 
-EXE = os.environ.get("VARPRO_EXE", "")
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+import harness  # noqa: E402
+from harness import EXE, check, write  # noqa: E402
+
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 MUNGE_KEY = "/etc/munge/munge.key"
@@ -56,8 +60,6 @@ runs:
   - {regularization: biased, student_width: 8, lambda: 1.0e-3, gamma: 100}
 """
 
-failures = 0
-
 
 class Interrupted(Exception):
     pass
@@ -65,14 +67,6 @@ class Interrupted(Exception):
 
 def on_signal(signum, frame):
     raise Interrupted(f"interrupted by signal {signum}")
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures += 1
-    return ok
 
 
 def run(cmd, env=None, cwd=None, timeout=60):
@@ -169,8 +163,7 @@ class Cluster:
                            ("SLURMD_PORT", str(slurmd_port)),
                            ("CPU_LAYOUT", " ".join(f"{k}={layout[k]}" for k in keys))):
             text = text.replace(f"@{key}@", value)
-        with open(self.conf, "w") as f:
-            f.write(text)
+        write(self.conf, text)
         self.cpus = int(layout["CPUs"])
 
     def start(self):
@@ -391,8 +384,7 @@ def run_jobs(cluster, top, tmp):
     if not check(listing.returncode == 0 and len(names) == 2, f"varpro-rbf --list {job_file}: {names}"):
         return
     stop_file = os.path.join(tmp, "stop.yaml")
-    with open(stop_file, "w") as f:
-        f.write(STOP_JOB)
+    write(stop_file, STOP_JOB)
     stop_name = "biased-M8-lambda0.001-gamma100-seed0"
     sbatch = ["sbatch", "--parsable", "--chdir=" + work]
 
@@ -479,7 +471,7 @@ def main():
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if failures:
+        if harness.failures:
             for path in sorted(glob.glob(os.path.join(tmp, "logs", "*.log"))):
                 print_file(path)
             # The daemons' logs, copied to their standard output
@@ -487,8 +479,7 @@ def main():
                 print_file(cluster.log(name + ".out"), tail=200)
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failure(s) in {time.monotonic() - start:.0f} s")
-    return 1 if failures else 0
+    return harness.finish(f" in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":
