@@ -1467,7 +1467,7 @@ PetscErrorCode VarproResultPartialCheck(MPI_Comm comm, const char dir[], const V
 
 /* Rank 0: opens the datasets of h in file, checks their shapes and types against those expected,
    that they are extendible and hold at most max_rows rows, and allocates the buffers; *rows is
-   their common row count. A problem goes to reason. Call with HDF5's error printing off: the file
+   the number of rows they all hold. A problem goes to reason. Call with HDF5's error printing off: the file
    was left by a run that died. */
 static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t max_rows, hsize_t *rows, char reason[],
                                           size_t len)
@@ -1475,7 +1475,7 @@ static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t 
   PetscFunctionBeginUser;
   for (PetscInt c = 0; c < h->ncolumns && !reason[0]; c++) {
     ResultColumn *col     = &h->column[c];
-    hsize_t       dims[3] = {c > 0 ? *rows : H5_ANY_SIZE, col->tail[0], col->tail[1]};
+    hsize_t       dims[3] = {H5_ANY_SIZE, col->tail[0], col->tail[1]};
     H5Shape       shape;
 
     col->dset = H5Dopen2(file, col->name, H5P_DEFAULT);
@@ -1488,7 +1488,9 @@ static PetscErrorCode HistoryOpen_Private(hid_t file, ResultHistory *h, hsize_t 
       PetscCall(PetscSNPrintf(reason, len, "dataset '%s' holds %llu entries, more than the run's %llu", col->name,
                               (unsigned long long)shape.dims[0], (unsigned long long)max_rows));
     if (reason[0]) break;
-    *rows = shape.dims[0];
+    /* A kill between the extensions of two columns leaves them of different lengths: the rows
+       they all hold count (the resume cuts every column back to fewer still) */
+    *rows = c > 0 ? PetscMin(*rows, shape.dims[0]) : shape.dims[0];
     PetscCall(PetscMalloc1((size_t)h->capacity * col->rowlen * 8, &col->buf));
   }
   PetscFunctionReturn(0);

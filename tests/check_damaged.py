@@ -231,6 +231,17 @@ def partial():
               f"intact partial: resumed from step {s} (exit {proc.returncode})")
         check_result(out, "intact partial", epochs, str(s))
 
+        # A kill between the extensions of a history's columns leaves them of different lengths:
+        # the rows they all hold are kept, and the run still resumes from its checkpoint
+        for what, names in (("loss longer than step_time", ["loss"]),
+                            ("snapshot_steps longer than the snapshot data", ["snapshot_steps"])):
+            def extend(f, s, e, names=names):
+                resize_history(f, names, f[names[0]].shape[0] + 3)
+            proc, out = resume_case(tmp, template, epochs, what, extend, s)
+            check(proc.returncode == 0 and f"resuming p from step {s}" in proc.stdout and "starting over" not in proc.stdout,
+                  f"{what}: resumed from the checkpoint at step {s} (exit {proc.returncode})")
+            check_result(out, what, epochs, str(s))
+
         for what, damage, word in START_OVER:
             proc, out = resume_case(tmp, template, epochs, what, damage, s)
             m = re.search(r"p\.h5\.partial: cannot resume \((.*)\); starting over", proc.stdout)
