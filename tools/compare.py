@@ -150,21 +150,13 @@ def table_rows(runs):
     return rows
 
 
-def fmt(v, spec):
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isnan(v):
-        return "nan"
-    return format(v, spec)
-
-
 def print_table(rows):
     head = ["run", "reg", "M", "lambda", "gamma", "steps", "family",
             "MMD", "paper", "ratio", "risk", "paper", "ratio", "note"]
     body = [[r["name"], r["regularization"], str(r["M"]), f"{r['lambda']:g}", f"{r['gamma']:g}",
-             str(r["steps"]), r["family"], fmt(r["final_mmd"], ".4g"), fmt(r["paper_mmd"], "g"),
-             fmt(r["mmd_ratio"], ".2f"), fmt(r["final_risk"], ".4g"), fmt(r["paper_risk"], "g"),
-             fmt(r["risk_ratio"], ".2f"), r["note"]] for r in rows]
+             str(r["steps"]), r["family"], vr.fmt(r["final_mmd"], ".4g"), vr.fmt(r["paper_mmd"], "g"),
+             vr.fmt(r["mmd_ratio"], ".2f"), vr.fmt(r["final_risk"], ".4g"), vr.fmt(r["paper_risk"], "g"),
+             vr.fmt(r["risk_ratio"], ".2f"), r["note"]] for r in rows]
     right = {2, 3, 4, 5, 7, 8, 9, 10, 11, 12}
     for text in vr.table_lines(head, body, right):
         print(text)

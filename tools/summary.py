@@ -186,18 +186,10 @@ def collect(results_dir):
 
 # ---- output --------------------------------------------------------------------------------
 
-def fmt(v, spec):
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isnan(v):
-        return "nan"
-    return format(v, spec)
-
-
 def plain(v, digits):
     """v to `digits` significant digits, without an exponent from 1 up."""
     if v is None or math.isnan(v) or abs(v) < 1 or abs(v) >= 1e15:
-        return fmt(v, f".{digits}g")
+        return vr.fmt(v, f".{digits}g")
     whole = len(str(int(abs(v))))
     return format(v, f".{max(digits - whole, 0)}f")
 
@@ -205,9 +197,9 @@ def plain(v, digits):
 def print_table(rows, out):
     head = ["name", "reg", "M", "lambda", "gamma", "steps", "epochs", "risk", "MMD", "wall s",
             "steps/s", "status", "note"]
-    body = [[r["name"], r["regularization"] or "-", fmt(r["M"], "d"), fmt(r["lambda"], "g"),
-             fmt(r["gamma"], "g"), fmt(r["steps"], "d"), fmt(r["epochs"], "d"),
-             fmt(r["final_reduced_risk"], ".4g"), fmt(r["final_mmd"], ".4g"),
+    body = [[r["name"], r["regularization"] or "-", vr.fmt(r["M"], "d"), vr.fmt(r["lambda"], "g"),
+             vr.fmt(r["gamma"], "g"), vr.fmt(r["steps"], "d"), vr.fmt(r["epochs"], "d"),
+             vr.fmt(r["final_reduced_risk"], ".4g"), vr.fmt(r["final_mmd"], ".4g"),
              plain(r["wall_time"], 4), plain(r["steps_per_second"], 3), r["status"], r["note"]]
             for r in rows]
     right = {2, 3, 4, 5, 6, 7, 8, 9, 10}

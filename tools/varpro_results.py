@@ -1,7 +1,7 @@
 """Reading varpro-rbf result files and grouping them into the paper's families.
 
-Shared by tools/figures.py and tools/compare.py. Runs are grouped by the attributes stored
-in each file, never by file names:
+Shared by tools/figures.py, tools/compare.py and tools/summary.py. Runs are grouped by the
+attributes stored in each file, never by file names:
 
   width     biased and unbiased runs with the same lambda, gamma, N, T, epochs, seed,
             time scale and data file, and at least two student widths M;
@@ -12,6 +12,7 @@ in each file, never by file names:
   teacher   one representative run per distinct teacher (gamma, seed, T, data file).
 """
 import glob
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -289,6 +290,15 @@ def teacher_output(teacher, points, chunk=256):
         d = wrap(teacher[s:s + chunk, None, :] - points[None, :, :])
         y += np.sum(8.0 * np.exp(-2.0 * np.hypot(d[..., 0], d[..., 1])), axis=0)
     return y / teacher.shape[0]
+
+
+def fmt(v, spec):
+    """A table cell: v formatted by spec, "-" for a missing value, "nan" for NaN."""
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return format(v, spec)
 
 
 def table_lines(head, body, right):
