@@ -406,8 +406,8 @@ PetscErrorCode VarproInnerSolve(VarproInner in, PetscInt step, PetscReal outer[]
   PetscCall(VecRestoreArrayRead(in->u_all, &u));
   for (PetscInt j = 0; j < in->M; j++)
     PetscCheck(!PetscIsInfOrNanReal(outer[j]), in->comm, PETSC_ERR_FP,
-               "%s: step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %g", in->name, step, j,
-               (double)outer[j]);
+               "%s: step %" PetscInt_FMT ": outer weight u[%" PetscInt_FMT "] is %s", in->name, step, j,
+               VarproNonFiniteName(outer[j]));
   PetscFunctionReturn(0);
 }
 

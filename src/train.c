@@ -161,12 +161,12 @@ static PetscErrorCode TrainerRiskAndGradient(VarproTrainer tr, PetscInt step, Pe
     penalty += (tr->outer[j] - tr->u_prior) * (tr->outer[j] - tr->u_prior);
   }
   *risk = tr->reduce[2 * M] / (2.0 * tr->N * tr->cfg->lambda) + penalty / (2.0 * M);
-  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "%s: step %" PetscInt_FMT ": reduced risk is %g",
-             tr->cfg->name, step, (double)*risk);
+  PetscCheck(!PetscIsInfOrNanReal(*risk), tr->comm, PETSC_ERR_FP, "%s: step %" PetscInt_FMT ": reduced risk is %s",
+             tr->cfg->name, step, VarproNonFiniteName(*risk));
   for (PetscInt k = 0; k < 2 * M; k++)
     PetscCheck(!PetscIsInfOrNanReal(gradient[k]), tr->comm, PETSC_ERR_FP,
-               "%s: step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %g", tr->cfg->name, step, k / 2,
-               (double)gradient[k]);
+               "%s: step %" PetscInt_FMT ": feature gradient of w[%" PetscInt_FMT "] is %s", tr->cfg->name, step, k / 2,
+               VarproNonFiniteName(gradient[k]));
   PetscFunctionReturn(0);
 }
 
@@ -178,8 +178,8 @@ static PetscErrorCode TrainerUpdateFeatures(VarproTrainer tr, PetscInt step, con
   for (PetscInt k = 0; k < 2 * tr->M; k++)
     PetscCheck(!PetscIsInfOrNanReal(tr->features[k]), tr->comm, PETSC_ERR_FP,
                "%s: step %" PetscInt_FMT ": feature w[%" PetscInt_FMT
-               "] is %g after the update (feature step eta = %g)",
-               tr->cfg->name, step, k / 2, (double)tr->features[k], (double)tr->eta);
+               "] is %s after the update (feature step eta = %g)",
+               tr->cfg->name, step, k / 2, VarproNonFiniteName(tr->features[k]), (double)tr->eta);
   PetscFunctionReturn(0);
 }
 

@@ -5,6 +5,13 @@
 
 #define VARPRO_MSG_MAX 1024
 
+/* "NaN", "Inf" or "-Inf" for a value that is not finite, for messages: PETSc's printf appends
+   a decimal point to what %g prints, which would give "nan." */
+static inline const char *VarproNonFiniteName(PetscReal x)
+{
+  return PetscIsNanReal(x) ? "NaN" : (x > 0 ? "Inf" : "-Inf");
+}
+
 /* ---- error.c ---------------------------------------------------------------------- */
 
 /* Raises PETSC_ERR_USER_INPUT on every rank of comm when any rank passes a non-empty msg.

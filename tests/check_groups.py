@@ -105,7 +105,7 @@ runs:
     print(proc.stdout[-2000:], proc.stderr[-1500:])
     check(proc.returncode == 3, f"a diverging configuration among others: exit 3 (got {proc.returncode})")
     lines = [l for l in proc.stderr.splitlines() if l.startswith("varpro-rbf: error:")]
-    check(len(lines) == 1 and re.search(r"step \d+: .*(nan|inf)", lines[0]) is not None,
+    check(len(lines) == 1 and re.search(r"step \d+: .*(NaN|-?Inf)( |$)", lines[0]) is not None,
           f"one error line naming the step ({lines})")
     check("PETSC ERROR" not in proc.stderr, "no PETSc traceback")
     check(re.search(r"^boom\s+failed: NaN or Inf", proc.stdout, re.M) is not None, "the table marks it failed")

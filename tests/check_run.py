@@ -485,7 +485,7 @@ def bad_case(case, tmp):
         pattern = r"--frobnicate"
     elif case == "diverging":
         write(job, head + "  - {student_width: 4, N: 16, teacher_width: 8, epochs: 5, time_scale: 1.0e+308}\n")
-        pattern = r"step \d+: .*(outer weight|reduced risk|gradient|feature).* (nan|inf|-nan|-inf)"
+        pattern = r"step \d+: .*(outer weight|reduced risk|gradient|feature).* (NaN|-?Inf)( |$)"
     elif case == "unknown-solver":
         write(job, head + GOOD_RUN)
         args = ["-inner_kernel_mat_type", "bogus"]
