@@ -11,6 +11,7 @@
 #include "problem.h"
 #include "train.h"
 #include "version.h"
+#include <petscksp.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -393,6 +394,63 @@ static PetscErrorCode CheckKernelMatType(void)
   PetscFunctionReturn(0);
 }
 
+/* Puts back an option that was unused before a check read it, so that the check alone does not
+   silence the warning about options nothing asked for. */
+static PetscErrorCode RestoreUnused(const char name[], const char text[], PetscBool was_used)
+{
+  PetscFunctionBeginUser;
+  if (was_used) PetscFunctionReturn(0);
+  PetscCall(PetscOptionsClearValue(NULL, name));
+  PetscCall(PetscOptionsSetValue(NULL, name, text));
+  PetscFunctionReturn(0);
+}
+
+/* Values of the inner solvers' PETSc options that PETSc would only reject, with its traceback, when
+   the first run sets up its solver: KSP and PC type names, and the usual tolerances. */
+static PetscErrorCode CheckSolverOptions(void)
+{
+  static const char *const prefixes[] = {"-inner_", "-inner_factor_"};
+  static const char *const reals[]    = {"ksp_rtol", "ksp_atol", "ksp_divtol"};
+  char                     name[64], text[256];
+  PetscBool                set, used;
+
+  PetscFunctionBeginUser;
+  PetscCall(KSPInitializePackage());
+  PetscCall(PCInitializePackage());
+  for (int p = 0; p < 2; p++) {
+    for (int k = 0; k < 2; k++) {
+      PetscErrorCode (*create)(void) = NULL;
+
+      PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p], k ? "pc_type" : "ksp_type"));
+      PetscCall(PetscOptionsUsed(NULL, name, &used));
+      PetscCall(PetscOptionsGetString(NULL, NULL, name, text, sizeof(text), &set));
+      if (!set) continue;
+      PetscCall(RestoreUnused(name, text, used));
+      PetscCall(PetscFunctionListFind(k ? PCList : KSPList, text, &create));
+      PetscCheck(create, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not a %s type of this PETSc%s",
+                 name, text, k ? "PC" : "KSP", k ? " (e.g. jacobi, cholesky, none)" : " (e.g. cg, preonly, gmres)");
+    }
+    for (int k = 0; k < 4; k++) {
+      PetscReal      real;
+      PetscInt       integer;
+      PetscErrorCode ierr;
+
+      PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p], k < 3 ? reals[k] : "ksp_max_it"));
+      PetscCall(PetscOptionsUsed(NULL, name, &used));
+      PetscCall(PetscOptionsGetString(NULL, NULL, name, text, sizeof(text), &set));
+      if (!set) continue;
+      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+      ierr = k < 3 ? PetscOptionsGetReal(NULL, NULL, name, &real, NULL)
+                   : PetscOptionsGetInt(NULL, NULL, name, &integer, NULL);
+      PetscCall(PetscPopErrorHandler());
+      PetscCall(RestoreUnused(name, text, used));
+      PetscCheck(!ierr, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not %s", name, text,
+                 k < 3 ? "a real number" : "an integer");
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
 /* The PETSc option name, when given, must be a finite number of seconds >= min (why explains the
    bound); *value (when not NULL) gets it. */
 static PetscErrorCode CheckSecondsOption(const char name[], double min, const char why[], PetscReal *value)
@@ -759,6 +817,7 @@ static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *ref
 
   /* Job file, output directory */
   PetscCall(CheckKernelMatType());
+  PetscCall(CheckSolverOptions());
   PetscCall(CheckSecondsOption("-varpro_result_flush_seconds", 0, "", NULL));
   opts->claim_stale = 600.0;
   PetscCall(CheckSecondsOption("-varpro_claim_stale_seconds", 10,

@@ -490,6 +490,14 @@ def bad_case(case, tmp):
         write(job, head + GOOD_RUN)
         args = ["-inner_kernel_mat_type", "bogus"]
         pattern = r"-inner_kernel_mat_type: 'bogus'"
+    elif case == "petsc-type":
+        write(job, head + GOOD_RUN)
+        args = ["-inner_ksp_type", "cgg"]
+        pattern = r"option -inner_ksp_type: 'cgg' is not a KSP type"
+    elif case == "petsc-number":
+        write(job, head + GOOD_RUN)
+        args = ["-inner_factor_ksp_rtol", "1e-3x"]
+        pattern = r"option -inner_factor_ksp_rtol: '1e-3x' is not a real number"
     elif case == "bad-second-run":
         write(job, head + GOOD_RUN + f"  - {{name: second, data: {{file: {tmp}/nothere.h5}}}}\n")
         pattern = r"nothere\.h5"
