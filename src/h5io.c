@@ -1863,6 +1863,53 @@ PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[
   PetscFunctionReturn(0);
 }
 
+#define ATTRIBUTE_LINES_MAX 32768
+
+/* Rank 0: the body of VarproResultAppendAttributeLine. */
+static PetscErrorCode H5AttrAppendLine_Private(hid_t loc, const char name[], const char line[])
+{
+  static const char dropped[] = "(earlier lines dropped)";
+  char             *old       = NULL, *text, reason[VARPRO_REASON_MAX];
+  const char       *keep;
+  size_t            need = strlen(line) + 1, len, at;
+  H5ErrorPrinting   saved;
+  PetscErrorCode    ierr;
+
+  PetscFunctionBeginUser;
+  PetscCall(H5ErrorPrintingOff_Private(&saved));
+  ierr = H5AttrReadString_Private(loc, name, &old, reason, sizeof(reason));
+  PetscCall(H5ErrorPrintingRestore_Private(&saved));
+  PetscCall(ierr);
+  keep = old ? old : "";
+  while (strlen(keep) + need + sizeof(dropped) > ATTRIBUTE_LINES_MAX && strchr(keep, '\n'))
+    keep = strchr(keep, '\n') + 1;
+  if (strlen(keep) + need + sizeof(dropped) > ATTRIBUTE_LINES_MAX) keep = "";
+  len = sizeof(dropped) + strlen(keep) + need + 1;
+  PetscCall(PetscMalloc1(len, &text));
+  PetscCall(PetscSNPrintf(text, len, "%s%s%s%s", old && keep != old ? dropped : "", old && keep != old ? "\n" : "",
+                          keep, keep[0] ? "\n" : ""));
+  at = strlen(text);
+  PetscCall(PetscStrncpy(text + at, line, len - at));
+  for (char *c = text + at; *c; c++)
+    if (*c == '\n' || *c == '\r') *c = ' ';
+  ierr = H5AttrWriteString_Private(loc, name, text);
+  PetscCall(PetscFree(text));
+  PetscCall(PetscFree(old));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode VarproResultAppendAttributeLine(VarproResult res, const char name[], const char line[])
+{
+  PetscErrorCode ierr = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(ResultCheckOpen_Private(res, name));
+  if (res->rank == 0) ierr = H5AttrAppendLine_Private(res->file, name, line);
+  PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
+  PetscFunctionReturn(0);
+}
+
 /* Rank 0: writes what is buffered and closes every dataset and the file. */
 static PetscErrorCode ResultClose_Private(VarproResult res)
 {

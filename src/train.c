@@ -424,6 +424,22 @@ static int CompareReal(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
+/* One line of the attribute "sessions" for each invocation that trained this run: the step it
+   started from, the software, the host, the time and the command line. */
+static PetscErrorCode TrainerNoteSession(VarproTrainer tr, VarproResult res, PetscInt first, const char run_info[])
+{
+  char   host[256] = "", when[64], line[4608];
+  time_t now       = time(NULL);
+
+  PetscFunctionBeginUser;
+  gethostname(host, sizeof(host) - 1);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  PetscCall(PetscSNPrintf(line, sizeof(line), "from step %" PetscInt_FMT ": varpro-rbf %s on %s at %s, %s", first,
+                          VARPRO_GIT_VERSION, host, when, run_info));
+  PetscCall(VarproResultAppendAttributeLine(res, "sessions", line));
+  PetscFunctionReturn(0);
+}
+
 /* Run-level attributes: how the run was made and how long it took. */
 static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, const char run_info[],
                                           const VarproRunSummary *s)
@@ -624,6 +640,7 @@ PetscErrorCode VarproTrainerRun(VarproTrainer tr, const char output_dir[], const
     PetscCall(VarproResultCreate(tr->comm, output_dir, tr->cfg, tr->M, tr->prob.T, tr->nstate, &res));
     PetscCall(VarproResultWriteTeacher(res, tr->prob.teacher_features));
   }
+  PetscCall(TrainerNoteSession(tr, res, first, run_info));
   PetscCall(VarproTorusMeanSelfDistance(tr->comm, tr->prob.T, tr->prob.teacher_features, &tr->teacher_self));
 
   /* Stopped by a signal: the partial file is flushed and closed, and every rank exits */

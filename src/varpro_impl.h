@@ -125,6 +125,9 @@ PetscErrorCode VarproResultCheckpoint(VarproResult res, PetscInt step, const Pet
 PetscErrorCode VarproResultSetAttributeReal(VarproResult res, const char name[], PetscReal value);
 PetscErrorCode VarproResultSetAttributeInt(VarproResult res, const char name[], PetscInt64 value);
 PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[], const char value[]);
+/* Appends line (its newlines made spaces) as the last line of string attribute name, which is
+   created when absent; past 32 KiB the oldest lines are dropped. Collective; rank 0 writes. */
+PetscErrorCode VarproResultAppendAttributeLine(VarproResult res, const char name[], const char line[]);
 /* Flushes everything, sets attribute "complete" = 1, closes and renames to the final name. When the
    final name holds something other than a regular file, or the rename fails, raises
    PETSC_ERR_USER_INPUT and leaves <name>.h5.partial, not marked complete. */

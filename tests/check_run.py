@@ -368,6 +368,14 @@ def interrupted(np_, solver, interruptions, flush_args, epochs, exact=True, **jo
         steps = re.findall(r"resuming resumed from step (\d+)", "".join(out for out, _ in logs))
         check(len(steps) == len(interruptions) and resumed == " ".join(steps),
               f"resumed {len(interruptions)} times, from steps {steps}, recorded as resumed_from '{resumed}'")
+        with h5py.File(final, "r") as f:
+            sessions = f.attrs["sessions"]
+        sessions = (sessions.decode() if isinstance(sessions, bytes) else sessions).split("\n")
+        starts = [re.match(r"from step (\d+): varpro-rbf \S+ on \S+ at \S+Z, mpi ranks: (\d+); command: .*"
+                           + re.escape(os.path.basename(job)), line) for line in sessions]
+        check(all(starts) and [m.group(1) for m in starts] == ["0"] + steps
+              and all(int(m.group(2)) == np_ for m in starts),
+              f"one line per session in 'sessions', from steps 0 and {steps} on {np_} rank(s): {sessions}")
         return logs
 
 

@@ -299,6 +299,9 @@ static PetscErrorCode AttributeStringIs(hid_t file, const char name[], const cha
 
 /* ---- the run written by the result tests ------------------------------------------------- */
 
+#define LONG_LINES 40
+#define LONG_LINE_LEN 999
+
 #define RUN_M 3
 #define RUN_T 2
 #define RUN_EPOCHS 5000
@@ -375,6 +378,42 @@ static PetscErrorCode WriteRun(VarproResult res)
   PetscCall(VarproResultSetAttributeInt(res, "N", 512));
   PetscCall(VarproResultSetAttributeReal(res, "wall_time", 12.375));
   PetscCall(VarproResultSetAttributeString(res, "software_version", "v0.1 \xce\xbb-test"));
+  PetscCall(VarproResultAppendAttributeLine(res, "notes", "first"));
+  PetscCall(VarproResultAppendAttributeLine(res, "notes", "second\nline"));
+  for (int k = 0; k < LONG_LINES; k++) {
+    char line[LONG_LINE_LEN + 1];
+
+    memset(line, 'A' + k % 26, LONG_LINE_LEN);
+    line[LONG_LINE_LEN] = 0;
+    PetscCall(VarproResultAppendAttributeLine(res, "long_notes", line));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: "long_notes" holds the last of the LONG_LINES lines that fit in 32 KiB, in order, after a
+   line saying that earlier ones were dropped. */
+static PetscErrorCode CheckLongNotes(hid_t file, PetscBool *ok)
+{
+  hid_t       strtype;
+  char       *value = NULL;
+  const char *line;
+  int         k, kept = 0;
+
+  PetscFunctionBeginUser;
+  TestCallH5(strtype = H5Tcopy(H5T_C_S1));
+  TestCallH5(H5Tset_size(strtype, H5T_VARIABLE));
+  TestCallH5(H5Tset_cset(strtype, H5T_CSET_UTF8));
+  PetscCall(ReadAttribute(file, "long_notes", strtype, &value));
+  *ok  = (PetscBool)(value && strlen(value) <= 32768 && !strncmp(value, "(earlier lines dropped)\n", 24));
+  line = *ok ? value + 24 : "";
+  for (k = LONG_LINES - (int)(strlen(line) + 1) / (LONG_LINE_LEN + 1); *ok && k < LONG_LINES; k++, kept++) {
+    for (int i = 0; i < LONG_LINE_LEN; i++) *ok = (PetscBool)(*ok && line[i] == 'A' + k % 26);
+    *ok  = (PetscBool)(*ok && line[LONG_LINE_LEN] == (k == LONG_LINES - 1 ? 0 : '\n'));
+    line = line + LONG_LINE_LEN + 1;
+  }
+  *ok = (PetscBool)(*ok && kept >= 30 && kept < LONG_LINES);
+  TestCallH5(H5free_memory(value));
+  TestCallH5(H5Tclose(strtype));
   PetscFunctionReturn(0);
 }
 
@@ -746,6 +785,17 @@ static PetscErrorCode TestResultWrite(MPI_Comm comm, const char dir[], PetscMPII
     TestCallH5(H5Fclose(file));
   }
   PetscCall(Check(comm, ok, "result: teacher and attributes read back exactly"));
+  if (rank == 0) {
+    PetscBool notes;
+
+    TestCallH5(file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
+    PetscCall(AttributeStringIs(file, "notes", "first\nsecond line", &notes));
+    PetscCall(CheckLongNotes(file, &ok));
+    ok = (PetscBool)(ok && notes);
+    TestCallH5(H5Fclose(file));
+  }
+  PetscCall(
+    Check(comm, ok, "result: lines appended to an attribute, newlines made spaces, the oldest dropped past 32 KiB"));
   PetscFunctionReturn(0);
 }
 
