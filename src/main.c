@@ -113,9 +113,10 @@ static PetscBool ParseSeconds(const char text[], double min, double *value)
   return (PetscBool)(*value >= min);
 }
 
-/* Splits argv: our "--" options (parsed with getopt_long) and the job file go to opts, the
-   rest is left for PETSc. The job file is the first bare argument before any PETSc option. */
-static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **pargv)
+/* Splits argv: our "--" options (parsed with getopt_long, from ours, which has room for argc + 1)
+   and the job file go to opts, the rest is left for PETSc (pargv, the same room). The job file is
+   the first bare argument before any PETSc option. */
+static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **pargv, char **ours)
 {
   static const struct option longopts[] = {{"force", no_argument, NULL, 'f'},
                                            {"output", required_argument, NULL, 'o'},
@@ -126,7 +127,6 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
                                            {"task", required_argument, NULL, 't'},
                                            {"groups", required_argument, NULL, 'g'},
                                            {NULL, 0, NULL, 0}};
-  char                      *ours[256];
   int                        nours = 1, c, seen_petsc = 0;
   PetscBool                  job_done = PETSC_FALSE;
 
@@ -136,7 +136,7 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
   ours[0] = pargv[0] = argv[0];
   *pargc             = 1;
   for (int i = 1; i < argc; i++) {
-    if (!strncmp(argv[i], "--", 2) && nours < 254) {
+    if (!strncmp(argv[i], "--", 2)) {
       ours[nours++] = argv[i];
       if (TakesValue(argv[i]) && i + 1 < argc) ours[nours++] = argv[++i];
     } else if (!strcmp(argv[i], "-h"))
@@ -153,6 +153,7 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
     }
   }
   pargv[*pargc] = NULL;
+  ours[nours]   = NULL;
 
   /* Our options, through getopt_long */
   opterr = 0;
@@ -200,7 +201,7 @@ static void ParseArgs(int argc, char **argv, Options *opts, int *pargc, char **p
 }
 
 /* The command line and rank count, stored with every result; with several groups, also the group that
-   trains the configuration and its size. */
+   trains the configuration and its size. A command line too long for info ends in "... (cut short)". */
 static PetscErrorCode RunInfo(int argc, char **argv, MPI_Comm group, PetscInt ngroups, char info[], size_t len)
 {
   PetscMPIInt size, group_size;
@@ -218,6 +219,7 @@ static PetscErrorCode RunInfo(int argc, char **argv, MPI_Comm group, PetscInt ng
     used = strlen(info);
     PetscCall(PetscSNPrintf(info + used, len - used, " %s", argv[i]));
   }
+  if (strlen(info) == len - 1) PetscCall(PetscStrncpy(info + len - 18, " ... (cut short)", 18));
   PetscFunctionReturn(0);
 }
 
@@ -405,47 +407,72 @@ static PetscErrorCode RestoreUnused(const char name[], const char text[], PetscB
   PetscFunctionReturn(0);
 }
 
-/* Values of the inner solvers' PETSc options that PETSc would only reject, with its traceback, when
-   the first run sets up its solver: KSP and PC type names, and the usual tolerances. */
+/* The value of a checked PETSc option: a finite real number, or a decimal integer when integer,
+   above lo (or equal to it when !lo_open) and below hi (or equal to it when !hi_open). */
+static PetscBool SolverValueOk(const char text[], PetscBool integer, double lo, PetscBool lo_open, double hi,
+                               PetscBool hi_open)
+{
+  char  *end;
+  double value;
+
+  errno = 0;
+  if (integer)
+    value = (double)strtoll(text, &end, 10);
+  else
+    value = strtod(text, &end);
+  if (end == text || *end || errno || strpbrk(text, "xX") || !isfinite(value)) return PETSC_FALSE;
+  return (PetscBool)((lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi));
+}
+
+/* Values of the inner solvers' PETSc options that PETSc would reject only when the first run sets
+   up its solver (with its traceback), or would take and then solve wrongly: KSP and PC type names
+   and the usual tolerances, under both prefixes. */
 static PetscErrorCode CheckSolverOptions(void)
 {
   static const char *const prefixes[] = {"-inner_", "-inner_factor_"};
-  static const char *const reals[]    = {"ksp_rtol", "ksp_atol", "ksp_divtol"};
-  char                     name[64], text[256];
-  PetscBool                set, used;
+  static const struct {
+    const char *name, *what;
+    PetscBool   integer;
+    double      lo;
+    PetscBool   lo_open;
+    double      hi;
+    PetscBool   hi_open;
+  } numbers[] = {
+    {"ksp_rtol", "a relative tolerance in [0, 1)", PETSC_FALSE, 0, PETSC_FALSE, 1, PETSC_TRUE},
+    {"ksp_atol", "a finite absolute tolerance >= 0", PETSC_FALSE, 0, PETSC_FALSE, INFINITY, PETSC_TRUE},
+    {"ksp_divtol", "a finite divergence tolerance > 1", PETSC_FALSE, 1, PETSC_TRUE, INFINITY, PETSC_TRUE},
+    {"ksp_max_it", "an iteration count from 1 to 1000000000", PETSC_TRUE, 1, PETSC_FALSE, 1e9, PETSC_FALSE}};
+  char      name[64], text[4096];
+  PetscBool set, used;
 
   PetscFunctionBeginUser;
   PetscCall(KSPInitializePackage());
   PetscCall(PCInitializePackage());
   for (int p = 0; p < 2; p++) {
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 + 4; k++) {
       PetscErrorCode (*create)(void) = NULL;
+      PetscBool ok;
 
-      PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p], k ? "pc_type" : "ksp_type"));
+      PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p],
+                              k == 0 ? "ksp_type" : (k == 1 ? "pc_type" : numbers[k - 2].name)));
       PetscCall(PetscOptionsUsed(NULL, name, &used));
       PetscCall(PetscOptionsGetString(NULL, NULL, name, text, sizeof(text), &set));
       if (!set) continue;
-      PetscCall(RestoreUnused(name, text, used));
-      PetscCall(PetscFunctionListFind(k ? PCList : KSPList, text, &create));
-      PetscCheck(create, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not a %s type of this PETSc%s",
-                 name, text, k ? "PC" : "KSP", k ? " (e.g. jacobi, cholesky, none)" : " (e.g. cg, preonly, gmres)");
-    }
-    for (int k = 0; k < 4; k++) {
-      PetscReal      real;
-      PetscInt       integer;
-      PetscErrorCode ierr;
+      PetscCheck(strlen(text) < sizeof(text) - 1, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT,
+                 "option %s: the value is longer than %d characters", name, (int)sizeof(text) - 2);
+      if (k < 2) {
+        if (text[0]) PetscCall(PetscFunctionListFind(k ? PCList : KSPList, text, &create));
+        PetscCheck(create, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not a %s type of this PETSc%s",
+                   name, text, k ? "PC" : "KSP", k ? " (e.g. jacobi, cholesky, none)" : " (e.g. cg, preonly, gmres)");
+      } else {
+        const int n = k - 2;
 
-      PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p], k < 3 ? reals[k] : "ksp_max_it"));
-      PetscCall(PetscOptionsUsed(NULL, name, &used));
-      PetscCall(PetscOptionsGetString(NULL, NULL, name, text, sizeof(text), &set));
-      if (!set) continue;
-      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
-      ierr = k < 3 ? PetscOptionsGetReal(NULL, NULL, name, &real, NULL)
-                   : PetscOptionsGetInt(NULL, NULL, name, &integer, NULL);
-      PetscCall(PetscPopErrorHandler());
+        ok =
+          SolverValueOk(text, numbers[n].integer, numbers[n].lo, numbers[n].lo_open, numbers[n].hi, numbers[n].hi_open);
+        PetscCheck(ok, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not %s", name, text,
+                   numbers[n].what);
+      }
       PetscCall(RestoreUnused(name, text, used));
-      PetscCheck(!ierr, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not %s", name, text,
-                 k < 3 ? "a real number" : "an integer");
     }
   }
   PetscFunctionReturn(0);
@@ -883,15 +910,16 @@ static PetscErrorCode RunJob(Options *opts, int argc, char **argv, PetscInt *ref
 int main(int argc, char **argv)
 {
   Options        opts = {0};
-  char         **pargv;
+  char         **pargv, **ours;
   int            pargc, status, job_status = 0;
   PetscInt       refused = 0;
   PetscErrorCode ierr;
 
   /* Our options are taken out before PETSc sees the command line */
   pargv = (char **)calloc((size_t)argc + 1, sizeof(char *));
-  if (!pargv) return 1;
-  ParseArgs(argc, argv, &opts, &pargc, pargv);
+  ours  = (char **)calloc((size_t)argc + 1, sizeof(char *));
+  if (!pargv || !ours) return 1;
+  ParseArgs(argc, argv, &opts, &pargc, pargv, ours);
   if (PetscInitialize(&pargc, &pargv, NULL, usage)) return 1;
   PetscCall(VarproPushErrorHandler());
   PetscCall(VarproTrainerCatchStopSignals());
@@ -904,5 +932,6 @@ int main(int argc, char **argv)
   if (status == 1) MPI_Abort(PETSC_COMM_WORLD, 1);
   ierr = PetscFinalize();
   free(pargv);
+  free(ours);
   return ierr ? 1 : status;
 }

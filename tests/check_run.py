@@ -505,7 +505,15 @@ def bad_case(case, tmp):
     elif case == "petsc-number":
         write(job, head + GOOD_RUN)
         args = ["-inner_factor_ksp_rtol", "1e-3x"]
-        pattern = r"option -inner_factor_ksp_rtol: '1e-3x' is not a real number"
+        pattern = r"option -inner_factor_ksp_rtol: '1e-3x' is not a relative tolerance in \[0, 1\)"
+    elif case == "petsc-range":
+        write(job, head + GOOD_RUN)
+        args = ["-inner_ksp_max_it", "99999999999"]
+        pattern = r"option -inner_ksp_max_it: '99999999999' is not an iteration count from 1 to 1000000000"
+    elif case == "many-options":
+        write(job, head + GOOD_RUN)
+        args = ["--progress", "5"] * 200 + ["--frobnicate"]
+        pattern = r"--frobnicate"
     elif case == "bad-second-run":
         write(job, head + GOOD_RUN + f"  - {{name: second, data: {{file: {tmp}/nothere.h5}}}}\n")
         pattern = r"nothere\.h5"
