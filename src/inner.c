@@ -567,6 +567,19 @@ static PetscErrorCode InnerSetUpSolver(VarproInner in)
   }
   PetscCall(KSPSetOperators(in->ksp, in->Kop, in->Kop));
   PetscCall(KSPSetFromOptions(in->ksp));
+  if (in->kernel_type == KERNEL_MAT_MATFREE) {
+    PCType    pc_type;
+    PetscBool shell, none;
+
+    /* The matrix-free operator has no entries for a preconditioner built from them */
+    PetscCall(PCGetType(pc, &pc_type));
+    PetscCall(PetscStrcmp(pc_type, PCSHELL, &shell));
+    PetscCall(PetscStrcmp(pc_type, PCNONE, &none));
+    PetscCheck(shell || none, in->comm, PETSC_ERR_USER_INPUT,
+               "option -inner_pc_type %s: the matfree inner solve has no matrix entries to build it from; use its own "
+               "preconditioner (the default), none, or -inner_kernel_mat_type dense",
+               pc_type);
+  }
 
   /* Warm start from the previous u, except for a direct solve, which takes no guess */
   PetscCall(KSPGetType(in->ksp, &ksp_type));

@@ -510,6 +510,10 @@ def bad_case(case, tmp):
         write(job, head + GOOD_RUN)
         args = ["-inner_ksp_max_it", "99999999999"]
         pattern = r"option -inner_ksp_max_it: '99999999999' is not an iteration count from 1 to 1000000000"
+    elif case == "matfree-pc":
+        write(job, head + GOOD_RUN)
+        args = ["-inner_pc_type", "jacobi"]
+        pattern = r"option -inner_pc_type jacobi: the matfree inner solve has no matrix entries"
     elif case == "many-options":
         write(job, head + GOOD_RUN)
         args = ["--progress", "5"] * 200 + ["--frobnicate"]
