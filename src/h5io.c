@@ -1656,21 +1656,51 @@ static PetscErrorCode HistoryTruncate_Private(ResultHistory *h, hsize_t rows)
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: adds step to the attribute "resumed_from", the steps runs were resumed from. */
-static PetscErrorCode ResultNoteResume_Private(VarproResult res, PetscInt step)
+#define ATTRIBUTE_LIST_MAX 32768
+
+/* Rank 0: appends item (its newlines made spaces) to the string attribute name of loc, after sep
+   when it holds something; the attribute is created when absent or unreadable. Past 32 KiB its
+   oldest items give way to the item dropped, which then comes first. */
+static PetscErrorCode H5AttrAppend_Private(hid_t loc, const char name[], const char sep[], const char dropped[],
+                                           const char item[])
 {
-  char           *old = NULL, reason[VARPRO_REASON_MAX], text[VARPRO_MSG_MAX];
+  char           *old = NULL, *text, reason[VARPRO_REASON_MAX];
+  const char     *keep;
+  size_t          room = strlen(dropped) + 2 * strlen(sep) + strlen(item) + 1, len, at;
   H5ErrorPrinting saved;
   PetscErrorCode  ierr;
 
   PetscFunctionBeginUser;
   PetscCall(H5ErrorPrintingOff_Private(&saved));
-  ierr = H5AttrReadString_Private(res->file, "resumed_from", &old, reason, sizeof(reason));
+  ierr = H5AttrReadString_Private(loc, name, &old, reason, sizeof(reason));
   PetscCall(H5ErrorPrintingRestore_Private(&saved));
   PetscCall(ierr);
-  PetscCall(PetscSNPrintf(text, sizeof(text), "%s%s%" PetscInt_FMT, old ? old : "", old && old[0] ? " " : "", step));
+  keep = old ? old : "";
+  while (strlen(keep) + room > ATTRIBUTE_LIST_MAX && strstr(keep, sep)) keep = strstr(keep, sep) + strlen(sep);
+  if (strlen(keep) + room > ATTRIBUTE_LIST_MAX) keep = "";
+  len = strlen(keep) + room;
+  PetscCall(PetscMalloc1(len, &text));
+  PetscCall(PetscSNPrintf(text, len, "%s%s%s%s", old && keep != old ? dropped : "", old && keep != old ? sep : "", keep,
+                          keep[0] ? sep : ""));
+  at = strlen(text);
+  PetscCall(PetscStrncpy(text + at, item, len - at));
+  for (char *c = text + at; *c; c++)
+    if (*c == '\n' || *c == '\r') *c = ' ';
+  ierr = H5AttrWriteString_Private(loc, name, text);
+  PetscCall(PetscFree(text));
   PetscCall(PetscFree(old));
-  PetscCall(H5AttrWriteString_Private(res->file, "resumed_from", text));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: adds step to the attribute "resumed_from", the steps runs were resumed from. */
+static PetscErrorCode ResultNoteResume_Private(VarproResult res, PetscInt step)
+{
+  char text[32];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(text, sizeof(text), "%" PetscInt_FMT, step));
+  PetscCall(H5AttrAppend_Private(res->file, "resumed_from", " ", "...", text));
   PetscFunctionReturn(0);
 }
 
@@ -1863,49 +1893,13 @@ PetscErrorCode VarproResultSetAttributeString(VarproResult res, const char name[
   PetscFunctionReturn(0);
 }
 
-#define ATTRIBUTE_LINES_MAX 32768
-
-/* Rank 0: the body of VarproResultAppendAttributeLine. */
-static PetscErrorCode H5AttrAppendLine_Private(hid_t loc, const char name[], const char line[])
-{
-  static const char dropped[] = "(earlier lines dropped)";
-  char             *old       = NULL, *text, reason[VARPRO_REASON_MAX];
-  const char       *keep;
-  size_t            need = strlen(line) + 1, len, at;
-  H5ErrorPrinting   saved;
-  PetscErrorCode    ierr;
-
-  PetscFunctionBeginUser;
-  PetscCall(H5ErrorPrintingOff_Private(&saved));
-  ierr = H5AttrReadString_Private(loc, name, &old, reason, sizeof(reason));
-  PetscCall(H5ErrorPrintingRestore_Private(&saved));
-  PetscCall(ierr);
-  keep = old ? old : "";
-  while (strlen(keep) + need + sizeof(dropped) > ATTRIBUTE_LINES_MAX && strchr(keep, '\n'))
-    keep = strchr(keep, '\n') + 1;
-  if (strlen(keep) + need + sizeof(dropped) > ATTRIBUTE_LINES_MAX) keep = "";
-  len = sizeof(dropped) + strlen(keep) + need + 1;
-  PetscCall(PetscMalloc1(len, &text));
-  PetscCall(PetscSNPrintf(text, len, "%s%s%s%s", old && keep != old ? dropped : "", old && keep != old ? "\n" : "",
-                          keep, keep[0] ? "\n" : ""));
-  at = strlen(text);
-  PetscCall(PetscStrncpy(text + at, line, len - at));
-  for (char *c = text + at; *c; c++)
-    if (*c == '\n' || *c == '\r') *c = ' ';
-  ierr = H5AttrWriteString_Private(loc, name, text);
-  PetscCall(PetscFree(text));
-  PetscCall(PetscFree(old));
-  PetscCall(ierr);
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode VarproResultAppendAttributeLine(VarproResult res, const char name[], const char line[])
 {
   PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
   PetscCall(ResultCheckOpen_Private(res, name));
-  if (res->rank == 0) ierr = H5AttrAppendLine_Private(res->file, name, line);
+  if (res->rank == 0) ierr = H5AttrAppend_Private(res->file, name, "\n", "(earlier lines dropped)", line);
   PetscCall(H5RootSync_Private(res->comm, ierr, res->partial_path));
   PetscFunctionReturn(0);
 }
