@@ -101,16 +101,26 @@ static void ParseTask(const char what[], const char *text, Options *opts)
   }
 }
 
-/* text as a finite decimal number of seconds >= min; false, and *value undefined, when it is not one
-   (hexadecimal, infinite or NaN included). */
-static PetscBool ParseSeconds(const char text[], double min, double *value)
+/* Whether text is a finite decimal number (a decimal integer when integer) above lo (or equal to it
+   when !lo_open) and below hi (or equal to it when !hi_open); *value gets it. */
+static PetscBool ParseBounded(const char text[], PetscBool integer, double lo, PetscBool lo_open, double hi,
+                              PetscBool hi_open, double *value)
 {
   char *end;
 
-  errno  = 0;
-  *value = strtod(text, &end);
+  errno = 0;
+  if (integer)
+    *value = (double)strtoll(text, &end, 10);
+  else
+    *value = strtod(text, &end);
   if (end == text || *end || errno || strpbrk(text, "xX") || !isfinite(*value)) return PETSC_FALSE;
-  return (PetscBool)(*value >= min);
+  return (PetscBool)((lo_open ? *value > lo : *value >= lo) && (hi_open ? *value < hi : *value <= hi));
+}
+
+/* Whether text is a finite number of seconds >= min; *value gets it. */
+static PetscBool ParseSeconds(const char text[], double min, double *value)
+{
+  return ParseBounded(text, PETSC_FALSE, min, PETSC_FALSE, INFINITY, PETSC_TRUE, value);
 }
 
 /* Splits argv: our "--" options (parsed with getopt_long, from ours, which has room for argc + 1)
@@ -407,23 +417,6 @@ static PetscErrorCode RestoreUnused(const char name[], const char text[], PetscB
   PetscFunctionReturn(0);
 }
 
-/* The value of a checked PETSc option: a finite real number, or a decimal integer when integer,
-   above lo (or equal to it when !lo_open) and below hi (or equal to it when !hi_open). */
-static PetscBool SolverValueOk(const char text[], PetscBool integer, double lo, PetscBool lo_open, double hi,
-                               PetscBool hi_open)
-{
-  char  *end;
-  double value;
-
-  errno = 0;
-  if (integer)
-    value = (double)strtoll(text, &end, 10);
-  else
-    value = strtod(text, &end);
-  if (end == text || *end || errno || strpbrk(text, "xX") || !isfinite(value)) return PETSC_FALSE;
-  return (PetscBool)((lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi));
-}
-
 /* Values of the inner solvers' PETSc options that PETSc would reject only when the first run sets
    up its solver (with its traceback), or would take and then solve wrongly: KSP and PC type names
    and the usual tolerances, under both prefixes. */
@@ -451,7 +444,6 @@ static PetscErrorCode CheckSolverOptions(void)
   for (int p = 0; p < 2; p++) {
     for (int k = 0; k < 2 + 4; k++) {
       PetscErrorCode (*create)(void) = NULL;
-      PetscBool ok;
 
       PetscCall(PetscSNPrintf(name, sizeof(name), "%s%s", prefixes[p],
                               k == 0 ? "ksp_type" : (k == 1 ? "pc_type" : numbers[k - 2].name)));
@@ -466,9 +458,9 @@ static PetscErrorCode CheckSolverOptions(void)
                    name, text, k ? "PC" : "KSP", k ? " (e.g. jacobi, cholesky, none)" : " (e.g. cg, preonly, gmres)");
       } else {
         const int n = k - 2;
-
-        ok =
-          SolverValueOk(text, numbers[n].integer, numbers[n].lo, numbers[n].lo_open, numbers[n].hi, numbers[n].hi_open);
+        double    value;
+        PetscBool ok = ParseBounded(text, numbers[n].integer, numbers[n].lo, numbers[n].lo_open, numbers[n].hi,
+                                    numbers[n].hi_open, &value);
         PetscCheck(ok, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "option %s: '%s' is not %s", name, text,
                    numbers[n].what);
       }
