@@ -62,16 +62,23 @@ static int ReadText(const char path[], char text[], size_t len)
   return 0;
 }
 
+void VarproHostAndNow(char host[256], char when[32])
+{
+  time_t    now = time(NULL);
+  struct tm tm;
+
+  if (gethostname(host, 255)) strcpy(host, "?");
+  host[255] = 0;
+  if (!gmtime_r(&now, &tm) || !strftime(when, 32, "%Y-%m-%dT%H:%M:%SZ", &tm)) strcpy(when, "?");
+}
+
 /* What this process writes into a claim file. */
 static void OwnText(char text[], size_t len)
 {
-  char        host[256] = "?", stamp[32] = "?";
+  char        host[256], stamp[32];
   const char *job = getenv("SLURM_JOB_ID"), *task = getenv("SLURM_ARRAY_TASK_ID");
-  time_t      now = time(NULL);
-  struct tm   tm;
 
-  gethostname(host, sizeof(host) - 1);
-  if (gmtime_r(&now, &tm)) strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  VarproHostAndNow(host, stamp);
   snprintf(text, len, "host %s pid %ld job %s%s%s started %s\n", host, (long)getpid(), job ? job : "-", task ? "_" : "",
            task ? task : "", stamp);
 }

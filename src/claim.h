@@ -10,6 +10,10 @@
    refreshed for stale_seconds. */
 typedef struct _p_VarproClaim *VarproClaim;
 
+/* This host's name ("?" when unknown) and the time now in UTC, ISO 8601 ("?" when unknown), as
+   claims and results record them. */
+void VarproHostAndNow(char host[256], char when[32]);
+
 /* Claims cfg in dir. When another live run holds the claim, *claim is NULL and owner describes it
    (who, since when, last refresh); every rank gets the same answer. A stale claim is taken over
    with a line saying so. Collective. */

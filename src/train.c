@@ -428,12 +428,10 @@ static int CompareReal(const void *a, const void *b)
    started from, the software, the host, the time and the command line. */
 static PetscErrorCode TrainerNoteSession(VarproTrainer tr, VarproResult res, PetscInt first, const char run_info[])
 {
-  char   host[256] = "", when[64], line[4608];
-  time_t now       = time(NULL);
+  char host[256], when[32], line[4608];
 
   PetscFunctionBeginUser;
-  gethostname(host, sizeof(host) - 1);
-  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  VarproHostAndNow(host, when);
   PetscCall(PetscSNPrintf(line, sizeof(line), "from step %" PetscInt_FMT ": varpro-rbf %s on %s at %s, %s", first,
                           VARPRO_GIT_VERSION, host, when, run_info));
   PetscCall(VarproResultAppendAttributeLine(res, "sessions", line));
@@ -444,23 +442,21 @@ static PetscErrorCode TrainerNoteSession(VarproTrainer tr, VarproResult res, Pet
 static PetscErrorCode TrainerWriteRunInfo(VarproTrainer tr, VarproResult res, const char run_info[],
                                           const VarproRunSummary *s)
 {
-  char          text[256], host[256] = "";
+  char          text[256], host[256], when[32];
   PetscReal     stage_max[NUM_STAGES];
   const char   *kernel_type;
   PetscInt64    iterations, assemblies;
   double        rss;
   struct rusage usage;
-  time_t        now = time(NULL);
 
   PetscFunctionBeginUser;
   PetscCall(VarproResultSetAttributeString(res, "software_version", VARPRO_GIT_VERSION));
   PetscCall(PetscGetVersion(text, sizeof(text)));
   PetscCall(VarproResultSetAttributeString(res, "petsc_version", text));
   PetscCall(VarproResultSetAttributeString(res, "run_info", run_info));
-  gethostname(host, sizeof(host) - 1);
+  VarproHostAndNow(host, when);
   PetscCall(VarproResultSetAttributeString(res, "hostname", host));
-  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-  PetscCall(VarproResultSetAttributeString(res, "finished_at", text));
+  PetscCall(VarproResultSetAttributeString(res, "finished_at", when));
   PetscCall(VarproResultSetAttributeInt(res, "nranks", tr->size));
   PetscCall(VarproResultSetAttributeInt(res, "N", tr->N));
   PetscCall(VarproInnerGetInfo(tr->inner, &kernel_type, &iterations, &assemblies));
